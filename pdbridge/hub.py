@@ -1,0 +1,314 @@
+"""The hub: Pd connections on one side, model workers on the other, and the routing between.
+
+A Pd message travels: ``[pdbridge.conn]`` -> :meth:`Hub._on_pd_message` -> the model's
+:class:`~pdbridge.supervisor.WorkerSlot` queue -> the worker (``request``). The worker may ask
+for arrays (``array_request``, answered by :meth:`_serve_arrays` through the same Pd connection),
+reports ``progress`` and ends with ``done`` (results and output arrays, landed by :meth:`_deliver`)
+or ``error``. The hub never waits on a worker: every step is an asyncio callback or task.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import zmq
+import zmq.asyncio
+
+from . import fudi, wire
+from .config import Config, load_config
+from .exchange import ArrayExchange
+from .pdclient import PdClient, PdGone
+from .supervisor import Job, WorkerSlot, default_log_dir
+
+log = logging.getLogger("pdbridge.hub")
+
+DEFAULT_PD_PORT = 41750
+PD_PROTOCOL = 1
+"""Version of the FUDI conversation between [pdbridge.conn] and the hub (see docs/protocol.md)."""
+PING_INTERVAL_S = 1.0
+WARNINGS_PER_S = 1
+
+
+class Hub:
+    def __init__(self, config: Optional[Config] = None, pd_host: str = "127.0.0.1", pd_port: int = DEFAULT_PD_PORT,
+                 worker_bind: str = "tcp://127.0.0.1:*", log_dir: Optional[Path] = None,
+                 key: Optional[bytes] = None) -> None:
+        self.config = config or load_config()
+        self.pd_host, self.pd_port = pd_host, pd_port
+        self.worker_bind = worker_bind
+        self.key = key or wire.new_key()
+        self.session = wire.Session(self.key, sender="hub")
+        self.log_dir = log_dir or default_log_dir()
+        self.exchange = ArrayExchange()
+        self.clients: dict[int, PdClient] = {}
+        self.slots = {m: WorkerSlot(self, c) for m, c in self.config.workers.items()}
+        self.worker_url = ""
+        self.dropped_frames = 0
+        self._ids = itertools.count(1)
+        self._by_identity: dict[bytes, WorkerSlot] = {}
+        self._server: Optional[asyncio.base_events.Server] = None
+        self._zctx = zmq.asyncio.Context()
+        self._router: Optional[zmq.asyncio.Socket] = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._warned = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._router = self._zctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.bind(self.worker_bind)
+        self.worker_url = self._router.getsockopt_string(zmq.LAST_ENDPOINT).replace("0.0.0.0", "127.0.0.1")
+        self._server = await asyncio.start_server(self._serve_pd, self.pd_host, self.pd_port)
+        self.pd_port = self._server.sockets[0].getsockname()[1]
+        for model in self.slots:
+            (self.log_dir / f"{model}.log").write_text("")
+        self._tasks = [asyncio.create_task(self._worker_loop()), asyncio.create_task(self._housekeeping())]
+        log.info("hub: Pd port %d, workers at %s, arrays in %s", self.pd_port, self.worker_url, self.exchange.root)
+
+    async def stop(self) -> None:
+        for slot in self.slots.values():
+            if slot.identity:
+                self.send_to_worker(slot, self.session.msg("shutdown"))
+        await asyncio.sleep(0.1)
+        for slot in self.slots.values():
+            if slot.process and slot.process.returncode is None:
+                slot.process.kill()
+                await slot.process.wait()
+        for task in self._tasks:
+            task.cancel()
+        if self._server:
+            self._server.close()
+        for client in list(self.clients.values()):
+            client.close()
+            client.writer.close()
+        if self._router:
+            self._router.close()
+        self._zctx.term()
+        self.exchange.close()
+
+    def connection_info(self) -> dict[str, Any]:
+        """What `pdbridge worker --connection-file` needs to join this hub from elsewhere."""
+        return {"pd_port": self.pd_port, "worker_url": self.worker_url, "key": self.key.decode("ascii"),
+                "pid": os.getpid(), "arrays": str(self.exchange.root), "logs": str(self.log_dir)}
+
+    def write_connection_file(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.connection_info(), f, indent=1)
+
+    def clients_of(self, model: str) -> list[PdClient]:
+        return [c for c in self.clients.values() if c.model == model and not c.closed]
+
+    # -- Pd side -------------------------------------------------------------------------------
+    async def _serve_pd(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = PdClient(next(self._ids), writer)
+        self.clients[client.id] = client
+        decoder = fudi.Decoder()
+        try:
+            while data := await reader.read(65536):
+                while True:
+                    try:
+                        for atoms in decoder.feed(data):
+                            self._on_pd_message(client, atoms)
+                        break
+                    except fudi.FudiError as exc:
+                        client.error(f"bad message from Pd: {exc}")
+                        data = b""
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._on_pd_closed(client)
+
+    def _on_pd_message(self, client: PdClient, atoms: list[fudi.Atom]) -> None:
+        head = atoms[0]
+        if not isinstance(head, str):
+            client.error(f"a message must start with a word, not the number {head:g}")
+            return
+        if head == "_array":
+            client.answer(atoms)
+        elif head == "hello":
+            self._on_hello(client, atoms[1:])
+        elif client.model is None:
+            client.error(f"{head}: not connected to a model yet (the abstraction says hello first)")
+        elif head == "cancel":
+            self.slots[client.model].cancel(client)
+        else:
+            self.slots[client.model].submit(Job(client, head, atoms[1:]))
+
+    def _on_hello(self, client: PdClient, args: list[fudi.Atom]) -> None:
+        if len(args) < 2:
+            client.error("hello needs <model> <protocol> [patch folder]")
+            return
+        model, version = str(args[0]), args[1]
+        if model not in self.slots:
+            client.error(f"unknown model '{model}' (this hub serves: {', '.join(sorted(self.slots))})")
+            return
+        if version != PD_PROTOCOL:
+            client.error(f"pd_patches are protocol {version}, this hub speaks {PD_PROTOCOL}: "
+                         "use the abstractions that came with this pdbridge")
+            return
+        client.model = model
+        client.canvas_dir = str(args[2]) if len(args) > 2 else ""
+
+    def _on_pd_closed(self, client: PdClient) -> None:
+        client.close()
+        self.clients.pop(client.id, None)
+        if client.model:
+            slot = self.slots[client.model]
+            slot.cancel(client, reason="closed")
+            if slot.identity:
+                self.send_to_worker(slot, self.session.msg("session_closed", {"session": client.session}))
+
+    # -- worker side ---------------------------------------------------------------------------
+    def send_to_worker(self, slot: WorkerSlot, msg: wire.Message, msg_id: Optional[str] = None) -> None:
+        if msg_id:
+            msg.msg_id = msg_id
+        if slot.identity is None or self._router is None:
+            return
+        sent = self._router.send_multipart([slot.identity, *self.session.serialize(msg)], copy=False)
+        sent.add_done_callback(lambda f: f.exception() and log.warning(  # type: ignore[func-returns-value]
+            "could not send %s to the %s worker: %s", msg.msg_type, slot.model, f.exception()))
+
+    def worker_lost(self, slot: WorkerSlot) -> None:
+        for identity, s in list(self._by_identity.items()):
+            if s is slot:
+                del self._by_identity[identity]
+
+    async def _worker_loop(self) -> None:
+        assert self._router is not None
+        while True:
+            frames = await self._router.recv_multipart(copy=False)
+            try:
+                identities, msg = self.session.deserialize(frames)
+            except wire.InvalidMessage as exc:
+                self._drop(frames, str(exc))
+                continue
+            try:
+                self._on_worker_message(identities[0] if identities else b"", msg)
+            except Exception:  # one odd message must never stop the hub
+                log.exception("error handling %s from a worker", msg.msg_type)
+
+    def _drop(self, frames: list[Any], why: str) -> None:
+        """Unsigned or forged frames: dropped, counted, logged, and shown (rate-limited) in Pd."""
+        self.dropped_frames += 1
+        sender = bytes(frames[0].bytes if hasattr(frames[0], "bytes") else frames[0])[:40] if frames else b""
+        text = f"pdbridge hub: dropped a ZeroMQ message that failed verification ({why}) from {sender!r}"
+        log.warning("%s", text)
+        now = time.monotonic()
+        if now - self._warned >= 1.0 / WARNINGS_PER_S:
+            self._warned = now
+            for client in list(self.clients.values()):
+                client.log(text)
+
+    def _on_worker_message(self, identity: bytes, msg: wire.Message) -> None:
+        slot = self._by_identity.get(identity)
+        if msg.msg_type == "hello":
+            model = msg.content.get("model")
+            target = self.slots.get(str(model))
+            if target is None:
+                log.warning("a worker for unknown model %r said hello", model)
+                return
+            spawned = target.identity == identity
+            if not spawned and target.ready.is_set():
+                log.warning("a second %s worker connected; keeping the first", model)
+                return
+            self._by_identity[identity] = target
+            target.on_hello(identity, msg.content, spawned)
+            return
+        if slot is None:
+            return
+        slot.last_heard = time.monotonic()
+        if msg.msg_type == "heartbeat":
+            return
+        job = slot.job_for(msg)
+        if job is None:
+            return
+        if msg.msg_type == "progress":
+            job.client.progress(float(msg.content.get("fraction", 0.0)))
+        elif msg.msg_type == "array_request":
+            asyncio.create_task(self._serve_arrays(slot, job, msg))
+        elif msg.msg_type == "done":
+            slot.finish(job)
+            asyncio.create_task(self._deliver(job, msg))
+        elif msg.msg_type == "error":
+            slot.finish(job)
+            if msg.content.get("ename") == "Cancelled" and (job.cancel_requested or job.timed_out is None):
+                job.client.send("cancelled", job.selector)
+            else:
+                evalue = msg.content.get("evalue", "")
+                ename = msg.content.get("ename", "")
+                text = evalue if ename == "PdError" else f"{ename}: {evalue} (log: {slot.log_path})"
+                job.client.error(f"{job.selector}: {text}")
+
+    async def _serve_arrays(self, slot: WorkerSlot, job: Job, msg: wire.Message) -> None:
+        """Answer a worker's ``array_request`` by asking the Pd object that sent the request."""
+        names = [str(n) for n in msg.content.get("names", [])]
+        content: dict[str, Any] = {"missing": [], "arrays": []}
+        buffers = []
+        try:
+            if msg.content.get("op") == "check":
+                for name in names:
+                    if not await job.client.exists(name):
+                        content["missing"].append(name)
+            else:
+                for name in names:
+                    path = self.exchange.new_path(name)
+                    n = await job.client.fetch(name, path)
+                    if n < 0:
+                        content["missing"].append(name)
+                        continue
+                    samples = self.exchange.read(path)
+                    self.exchange.discard(path)
+                    meta, data = wire.array_to_buffer(samples)
+                    content["arrays"].append({"name": name, **meta})
+                    buffers.append(data)
+        except (PdGone, OSError, RuntimeError) as exc:
+            content = {"error": f"could not get arrays from Pd: {exc}"}
+            buffers = []
+        self.send_to_worker(slot, self.session.msg("array_reply", content, parent=msg, buffers=buffers))
+
+    async def _deliver(self, job: Job, msg: wire.Message) -> None:
+        """Land output arrays in Pd (all or none), then send the result lines."""
+        client = job.client
+        metas = msg.content.get("arrays", [])
+        try:
+            if len(metas) > 1:
+                missing = [m["name"] for m in metas if not await client.exists(m["name"])]
+                if missing:
+                    client.error(f"{job.selector}: array {' '.join(missing)} not found; no array was changed")
+                    return
+            for meta, buf in zip(metas, msg.buffers):
+                samples = wire.buffer_to_array(meta, buf)
+                path = self.exchange.write(meta["name"], samples, meta.get("sr"))
+                try:
+                    n = await client.store(path, meta["name"])
+                finally:
+                    self.exchange.discard(path)
+                if n < 0:
+                    client.error(f"{job.selector}: array {meta['name']} not found: create it with "
+                                 f"[array define {meta['name']}]")
+                    return
+            results = msg.content.get("results") or [["done", job.selector]]
+            for line in results:
+                client.result(line)
+        except PdGone:
+            pass
+
+    async def _housekeeping(self) -> None:
+        """Ping workers (a spawned worker exits if the hub goes silent) and watch remote heartbeats."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for slot in self.slots.values():
+                slot.check_silence(now)
+                if slot.identity and slot.ready.is_set() and now - slot.last_pinged >= PING_INTERVAL_S:
+                    slot.last_pinged = now
+                    self.send_to_worker(slot, self.session.msg("ping"))

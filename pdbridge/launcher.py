@@ -1,0 +1,43 @@
+"""Starting a worker process with its model environment's interpreter."""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from . import wire
+from .config import PROJECT_ROOT, WorkerConfig
+
+
+async def spawn_worker(config: WorkerConfig, connect_url: str, key: bytes, identity: str,
+                       device: str = "auto") -> asyncio.subprocess.Process:
+    """Start ``python -m <module>`` from the project root; stdout and stderr come back merged.
+
+    The key travels in the environment, not on the command line, where ``ps`` would show it.
+    """
+    env = dict(os.environ)
+    env[wire.KEY_ENV] = key.decode("ascii")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return await asyncio.create_subprocess_exec(
+        str(config.python), "-m", config.module, "--connect", connect_url, "--id", identity,
+        "--device", device, "--exit-with-hub",
+        cwd=str(PROJECT_ROOT), env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+
+
+def exit_description(returncode: int) -> str:
+    """'exit code 1' or 'killed by SIGKILL' — what a user can search for."""
+    if returncode < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def current_python() -> Path:
+    return Path(sys.executable)

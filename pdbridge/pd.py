@@ -1,0 +1,55 @@
+"""Finding Pure Data and starting it with the pdbridge abstractions on its path."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .config import PROJECT_ROOT
+
+PATCH_DIR = PROJECT_ROOT / "pd_patches"
+HEADLESS_FLAGS = ("-nogui", "-nosound", "-nomidi", "-nrt", "-noprefs", "-stderr")
+"""Never -batch: in batch mode Pd does not service sockets (docs/architecture.md)."""
+MIN_VERSION = (0, 51)
+
+
+def find_pd() -> Optional[Path]:
+    """$PDBRIDGE_PD, else ``pd`` or ``puredata`` on PATH."""
+    explicit = os.environ.get("PDBRIDGE_PD")
+    if explicit:
+        return Path(explicit) if Path(explicit).exists() else None
+    for name in ("pd", "puredata"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    return None
+
+
+def pd_version(pd: Path) -> Optional[tuple[int, int, int]]:
+    """(0, 53, 1) from ``pd -version``; None if Pd does not run."""
+    try:
+        out = subprocess.run([str(pd), "-version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"Pd-(\d+)\.(\d+)(?:[.-](\d+))?", out.stdout + out.stderr)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def pd_command(pd: Path, patch: Path, port: int, headless: bool = False, sends: Sequence[str] = (),
+               extra: Sequence[str] = ()) -> list[str]:
+    """Pd with pd_patches/ on its path and the hub's port sent to every [pdbridge.conn].
+
+    ``-send`` is delivered after the patch's loadbangs, before the first clock tick, which is when
+    [pdbridge.conn] connects.
+    """
+    cmd = [str(pd)]
+    if headless:
+        cmd += HEADLESS_FLAGS
+    cmd += ["-path", str(PATCH_DIR), *extra]
+    cmd += ["-send", "; ".join([f"pdbridge-port {port}", *sends]), "-open", str(patch)]
+    return cmd

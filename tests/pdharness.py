@@ -1,0 +1,178 @@
+"""Real-Pd test harness: a hub in a background thread, and Pd driven through tests/e2e/patches/driver.pd.
+
+The driver patch wraps one pdbridge abstraction (created from the model name) and is steered over
+its own FUDI socket: the test sends the messages a user's patch would send, reads what comes out
+of the abstraction's outlets, and reads arrays back through ``soundfiler write -bytes 4`` (exact).
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import soundfile
+
+from pdbridge import fudi
+from pdbridge.config import Config, load_config
+from pdbridge.hub import Hub
+from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
+
+DRIVER = Path(__file__).parent / "e2e" / "patches" / "driver.pd"
+
+
+class HubThread:
+    """A real hub on its own event loop, so tests can talk to it from blocking code."""
+
+    def __init__(self, config: Optional[Config] = None, log_dir: Optional[Path] = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.hub = Hub(config=config or load_config(), pd_port=0, log_dir=log_dir)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.hub.start())
+
+    def call(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        """Run a plain function on the hub's loop thread (its objects are not thread-safe)."""
+        async def wrapper() -> Any:
+            return fn(*args)
+        return self.call(wrapper())
+
+    @property
+    def port(self) -> int:
+        return self.hub.pd_port
+
+    def stop(self) -> None:
+        self.call(self.hub.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class PdDriver:
+    """One headless Pd process running the driver patch around ``[pdbridge.<model>]``."""
+
+    def __init__(self, hub_port: int, model: str, timeout: float = 120.0, sleepgrain: Optional[float] = None) -> None:
+        pd = find_pd()
+        if pd is None:
+            raise RuntimeError("Pure Data is not installed (apt-get install puredata-core)")
+        self.tmp = Path(tempfile.mkdtemp(prefix="pdbridge-test-"))
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(1)
+        self.server.settimeout(timeout)
+        ctl_port = self.server.getsockname()[1]
+        flags = list(HEADLESS_FLAGS) + (["-sleepgrain", str(sleepgrain)] if sleepgrain is not None else [])
+        cmd = [str(pd), *flags, "-path", str(PATCH_DIR),
+               "-send", f"drv-model symbol {model}; pdbridge-port {hub_port}; drv-port {ctl_port}", "-open", str(DRIVER)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.console_lines: list[str] = []
+        self._console_thread = threading.Thread(target=self._read_console, daemon=True)
+        self._console_thread.start()
+        self.sock, _ = self.server.accept()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+        self.inbox: "queue.Queue[list[fudi.Atom]]" = queue.Queue()
+        self._reader = threading.Thread(target=self._read_socket, daemon=True)
+        self._reader.start()
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _read_console(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.console_lines.append(line.decode("utf-8", errors="replace").rstrip())
+
+    def _read_socket(self) -> None:
+        decoder = fudi.Decoder(max_bytes=1 << 20)
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            for atoms in decoder.feed(data):
+                self.inbox.put(atoms)
+
+    def _send(self, *atoms: fudi.Atom) -> None:
+        self.sock.sendall(fudi.encode(atoms))
+
+    @property
+    def console(self) -> str:
+        return "\n".join(self.console_lines)
+
+    # -- what a test does --------------------------------------------------------------------------
+    def send(self, *atoms: fudi.Atom) -> None:
+        """A message into the abstraction's inlet, as a message box would send it."""
+        self._send("obj", *atoms)
+
+    def next(self, timeout: Optional[float] = None) -> list[fudi.Atom]:
+        """The next thing out of an outlet: ['result', ...] (left) or ['status', ...] (right)."""
+        try:
+            return self.inbox.get(timeout=timeout or self.timeout)
+        except queue.Empty:
+            raise AssertionError(f"nothing from Pd within {timeout or self.timeout} s; console:\n{self.console}") from None
+
+    def expect(self, outlet: str, selector: str, timeout: Optional[float] = None) -> list[fudi.Atom]:
+        """Wait for ``selector`` on ``outlet`` ('result' or 'status'), skipping progress reports."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        seen = []
+        while time.monotonic() < deadline:
+            msg = self.next(max(0.01, deadline - time.monotonic()))
+            if msg[:2] == [outlet, selector]:
+                return msg[2:]
+            if msg[:2] != ["status", "progress"]:
+                seen.append(msg)
+        raise AssertionError(f"no {outlet} {selector}; got {seen}; console:\n{self.console}")
+
+    def result(self, selector: str, timeout: Optional[float] = None) -> list[fudi.Atom]:
+        return self.expect("result", selector, timeout)
+
+    def error(self, timeout: Optional[float] = None) -> str:
+        """The text of the next error on the right outlet."""
+        return " ".join(str(a) if isinstance(a, str) else f"{a:g}" for a in self.expect("status", "error", timeout))
+
+    def read_array(self, name: str) -> np.ndarray:
+        """The array's contents, exactly, via ``soundfiler write -bytes 4``."""
+        path = self.tmp / f"{name}-{time.monotonic_ns()}.wav"
+        self._send("write", str(path), name)
+        n = self._expect_raw("written")
+        data, _ = soundfile.read(path, dtype="float32", always_2d=False)
+        assert len(data) == int(n[0]), (len(data), n)
+        return data
+
+    def write_array(self, name: str, samples: np.ndarray) -> None:
+        """Fill (and resize) a driver array, as a user loading a sound file would."""
+        path = self.tmp / f"in-{name}-{time.monotonic_ns()}.wav"
+        soundfile.write(path, np.asarray(samples, dtype=np.float32), 44100, subtype="FLOAT")
+        self._send("read", str(path), name)
+        self._expect_raw("read")
+
+    def _expect_raw(self, selector: str) -> list[fudi.Atom]:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            msg = self.next(max(0.01, deadline - time.monotonic()))
+            if msg[0] == selector:
+                return msg[1:]
+        raise AssertionError(f"Pd did not report {selector}")
+
+    def quit(self, code: int = 0) -> int:
+        self._send("quit", code)
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
+        self.server.close()

@@ -1,0 +1,1 @@
+"""Model workers: one package per model, all built on :mod:`workers.runtime`."""

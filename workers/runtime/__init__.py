@@ -1,0 +1,14 @@
+"""The base every model worker uses: message loop, arguments, arrays, progress, cancel, errors.
+
+Depends only on numpy, pyzmq and soundfile (and :mod:`pdbridge.wire`), so it installs into every
+model environment. See docs/architecture.md for how a request travels.
+"""
+from .args import Options, integer, number, number_or_env, symbol
+from .device import choose_device
+from .envelope import Env, EnvelopeError
+from .errors import Cancelled, PdError
+from .request import Request
+from .worker import Worker
+
+__all__ = ["Worker", "Request", "PdError", "Cancelled", "Env", "EnvelopeError", "Options",
+           "choose_device", "integer", "number", "number_or_env", "symbol"]
