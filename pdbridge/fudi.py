@@ -2,8 +2,9 @@
 
 A message is atoms separated by whitespace and ended by ``;``. Inside a symbol, space, ``;``,
 ``,``, ``\\`` and ``$`` are escaped with a backslash. Pd reads numbers with ``atof`` into float32,
-so floats are written with ``%.9g`` (enough digits to round-trip every normal float32); a symbol
-that would read as a number is escaped so it stays a symbol.
+so floats are written with ``%.9g`` (enough digits to round-trip every normal float32). Pd reads a
+symbol that looks like a number (``2024``) as a number even when escaped, so workers accept a
+number wherever they expect a name (see ``workers.runtime.args.symbol``).
 
 Pd's TCP receive buffer holds 4096 bytes and silently corrupts anything longer, so
 :func:`encode` refuses a message of more than :data:`MAX_MESSAGE_BYTES` instead of sending it.
@@ -42,21 +43,10 @@ def format_float(x: float) -> str:
 
 
 def escape_symbol(sym: str) -> str:
-    """Backslash-escape FUDI's special characters; keep number-like symbols symbols."""
+    """Backslash-escape FUDI's special characters."""
     if sym == "":
         raise ValueError("Pd has no empty symbol")
-    out = "".join("\\" + c if c in _ESCAPED else c for c in sym)
-    if _looks_numeric(sym):
-        out = "\\" + out
-    return out
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return text.strip() == text
+    return "".join("\\" + c if c in _ESCAPED else c for c in sym)
 
 
 def encode_atom(atom: Atom) -> str:

@@ -5,6 +5,8 @@ import os
 import signal
 import time
 
+import soundfile
+
 from workers.runtime import PdError, Request, Worker, integer, number, symbol
 
 from .signals import noise, sine
@@ -59,6 +61,32 @@ def echo(req: Request) -> None:
     samples = req.read_array(src)
     req.write_array(dst, samples * gain if gain != 1.0 else samples)
     req.reply("echo", dst, len(samples))
+
+
+@worker.message("load", help="load <soundfile>: reads a file the way models read checkpoints", timeout=60)
+def load(req: Request) -> None:
+    if not req.args:
+        raise PdError("load needs a file: load <soundfile>")
+    path = req.existing_path(req.args[0], "sound file")
+    try:
+        samples, sr = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        raise PdError(f"{path} is not a sound file pdbridge can read ({exc})") from exc
+    req.state["sound"] = (samples[:, 0].copy(), float(sr))
+    req.reply("loaded", len(samples), sr)
+
+
+@worker.message("play", help="play <array>: the loaded sound into an array", timeout=60)
+def play(req: Request) -> None:
+    if "sound" not in req.state:
+        raise PdError("nothing loaded: send load <soundfile> first")
+    if not req.args:
+        raise PdError("play needs an array: play <array>")
+    name = symbol(req.args[0], "array")
+    samples, sr = req.state["sound"]
+    req.check_arrays([name])
+    req.write_array(name, samples, sr)
+    req.reply("play", name, len(samples), sr)
 
 
 @worker.message("sleep", help="sleep <seconds>: waits, reporting progress; cancellable", timeout=None)

@@ -51,6 +51,13 @@ class Request:
             p = Path(self.canvas_dir) / p
         return p
 
+    def existing_path(self, path: Union[str, float], what: str) -> Path:
+        """:meth:`resolve_path`, failing with a message that shows where pdbridge looked."""
+        resolved = self.resolve_path(path)
+        if not resolved.exists():
+            raise PdError(f"{what} not found: {resolved}")
+        return resolved
+
     # -- arrays ----------------------------------------------------------------------------
     def check_arrays(self, names: Iterable[str]) -> None:
         """Fail early, before any work, if an array the request will write does not exist."""
