@@ -1,0 +1,89 @@
+"""[pdbridge.rave] in a real headless Pd, through the hub, to the RAVE worker in the torch environment."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from pdbridge.config import load_config
+from pdbridge.pd import find_pd
+from pdharness import HubThread, PdDriver
+from rave_fixture_exports import NotRave, make_export, save, sine
+from workers.rave.model import LatentEdits, RaveModel
+
+pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
+
+RAVE_WORKER = """
+[workers.rave]
+env = "torch"
+module = "workers.rave.worker"
+"""
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rave_e2e")
+    return {"v2": make_export(root / "tiny.ts", prior=True), "notrave": save(NotRave(), root / "double.ts")}
+
+
+@pytest.fixture(scope="module")
+def rave_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
+    """A hub whose config names the rave worker (merged over environment/workers.toml)."""
+    extra = tmp_path_factory.mktemp("rave_cfg") / "workers.toml"
+    extra.write_text(RAVE_WORKER)
+    config = load_config(extra)
+    if config.worker("rave").missing_reason():
+        pytest.skip(config.worker("rave").missing_reason())
+    hub = HubThread(config=config, log_dir=tmp_path_factory.mktemp("rave_logs"))
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def pd(rave_hub: HubThread) -> Iterator[PdDriver]:
+    driver = PdDriver(rave_hub.port, "rave")
+    yield driver
+    driver.close()
+
+
+def test_load_forward_sample_and_edits_through_pd(pd: PdDriver, exports: dict[str, Path]) -> None:
+    pd.send("load", str(exports["v2"]))
+    assert pd.result("loaded") == [44100.0, 4.0, 64.0, "encode", "decode", "forward", "prior"]
+
+    x = sine(0.25, 44100)
+    local = RaveModel.load(exports["v2"])
+    pd.write_array("drv-a", x)
+    pd.send("forward", "drv-a", "drv-b")
+    assert pd.result("forwarded") == ["drv-b", float(len(x))]
+    np.testing.assert_allclose(pd.read_array("drv-b"), local.forward(x)[0][0], atol=1e-6)
+
+    pd.send("bias", 2, 0.5)
+    assert pd.result("bias") == [2.0, 0.5]
+    pd.send("forward", "drv-a", "drv-c", "--scale", 0, -1)
+    pd.result("forwarded")
+    edited = local.forward(x, edits=LatentEdits(bias={2: 0.5}, scale={0: -1.0}))[0][0]
+    np.testing.assert_allclose(pd.read_array("drv-c"), edited, atol=1e-6)
+
+    pd.send("clear")
+    pd.result("cleared")
+    pd.send("sample", "drv-c", 0.5, "--temp", 1)
+    assert pd.result("sampled") == ["drv-c", 22050.0]
+    np.testing.assert_allclose(pd.read_array("drv-c"), local.sample(0.5, 1.0)[0][0], atol=1e-6)
+
+
+def test_errors_a_student_can_act_on(pd: PdDriver, exports: dict[str, Path]) -> None:
+    pd.send("forward", "drv-a", "drv-b")
+    assert "load <file.ts>" in pd.error()
+    pd.send("load", str(exports["notrave"]))
+    assert "not a RAVE export" in pd.error()
+    pd.send("load", str(exports["v2"]))
+    pd.result("loaded")
+    pd.send("encode", "drv-a", "lat")
+    message = pd.error()
+    assert "lat-0" in message and "4 latent dimensions" in message
+    pd.send("decode", "lat", "drv-b", "--bias", 7, 1)
+    assert "dimensions 0 to 3" in pd.error()
+    pd.send("bias", 1)
+    assert "pairs" in pd.error()
