@@ -108,6 +108,15 @@ class PdDriver:
     def console(self) -> str:
         return "\n".join(self.console_lines)
 
+    def wait_console(self, text: str, timeout: float = 10.0) -> bool:
+        """True once ``text`` has appeared in Pd's console (stderr arrives on its own pipe, a bit later)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.console:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     # -- what a test does --------------------------------------------------------------------------
     def send(self, *atoms: fudi.Atom) -> None:
         """A message into the abstraction's inlet, as a message box would send it."""

@@ -25,7 +25,7 @@ def test_unknown_message(pd_driver):
     pd.send("frobnicate", 1)
     text = pd.error()
     assert "unknown message 'frobnicate'" in text and "tone" in text
-    assert "unknown message 'frobnicate'" in pd.console
+    assert pd.wait_console("pdbridge.diagnostics: error frobnicate: unknown message 'frobnicate'")
     still_serving(pd)
 
 
@@ -163,4 +163,4 @@ def test_unsigned_and_wrongly_signed_zeromq_frames_are_dropped(pd_driver, hub):
     intruder.close(linger=0)
     assert hub.hub.dropped_frames == before + 2
     still_serving(pd)
-    assert "dropped a ZeroMQ message that failed verification" in pd.console
+    assert pd.wait_console("dropped a ZeroMQ message that failed verification")
