@@ -13,6 +13,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "environment" / "workers.toml"
+ENVS_DIR = Path(os.environ.get("PDBRIDGE_ENVS", PROJECT_ROOT / ".cache" / "envs"))
 USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pdbridge" / "workers.toml"
 
 
@@ -55,12 +56,11 @@ def load_config(path: Optional[Path] = None) -> Config:
     envs = data.get("envs", {})
     workers = {}
     for model, spec in data.get("workers", {}).items():
-        env = envs.get(spec["env"])
-        if env is None:
-            raise ValueError(f"worker {model} names environment {spec['env']!r}, which is not in [envs]")
-        python = Path(os.path.expanduser(env["python"]))
-        workers[model] = WorkerConfig(model, spec["env"], python if python.is_absolute() else PROJECT_ROOT / python,
-                                      spec["module"], env.get("make", f"env-{spec['env']}"))
+        env_name = spec["env"]
+        default = ENVS_DIR / env_name / "bin" / "python"
+        python = Path(os.path.expanduser(envs.get(env_name, {}).get("python", str(default))))
+        workers[model] = WorkerConfig(model, env_name, python if python.is_absolute() else PROJECT_ROOT / python,
+                                      spec["module"], f"env-{env_name}")
     return Config(workers, envs)
 
 
