@@ -9,6 +9,7 @@ or ``error``. The hub never waits on a worker: every step is an asyncio callback
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -50,6 +51,8 @@ class Hub:
         self.slots = {m: WorkerSlot(self, c) for m, c in self.config.workers.items()}
         self.worker_url = ""
         self.dropped_frames = 0
+        self.timings: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
+        """Recent requests: seconds in the worker's handler and from Pd's message to the result."""
         self._ids = itertools.count(1)
         self._by_identity: dict[bytes, WorkerSlot] = {}
         self._server: Optional[asyncio.base_events.Server] = None
@@ -299,6 +302,8 @@ class Hub:
             results = msg.content.get("results") or [["done", job.selector]]
             for line in results:
                 client.result(line)
+            self.timings.append({"selector": job.selector, "worker_s": msg.content.get("elapsed_s"),
+                                 "hub_s": time.monotonic() - job.received})
         except PdGone:
             pass
 

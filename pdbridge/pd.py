@@ -51,5 +51,5 @@ def pd_command(pd: Path, patch: Path, port: int, headless: bool = False, sends: 
     if headless:
         cmd += HEADLESS_FLAGS
     cmd += ["-path", str(PATCH_DIR), *extra]
-    cmd += ["-send", "; ".join([*sends, f"pdbridge-port {port}"]), "-open", str(patch)]
+    cmd += ["-send", "; ".join([f"pdbridge-port {port}", *sends]), "-open", str(patch)]
     return cmd

@@ -39,6 +39,7 @@ class Job:
     selector: str
     atoms: list
     msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    received: float = field(default_factory=time.monotonic)
     started: float = 0.0
     timed_out: Optional[float] = None
     cancel_requested: bool = False

@@ -163,6 +163,7 @@ class Worker:
         spec = self.specs.get(job.selector)
         state = self.states.setdefault(job.session, {})
         req = Request(job, state, self.device)
+        started = time.perf_counter()
         try:
             if spec is None:
                 raise PdError(f"unknown message '{job.selector}' for {self.model} "
@@ -173,7 +174,7 @@ class Worker:
                 meta, data = wire.array_to_buffer(samples)
                 metas.append({"name": name, "sr": sr, **meta})
                 buffers.append(data)
-            content = {"results": req.results, "arrays": metas}
+            content = {"results": req.results, "arrays": metas, "elapsed_s": time.perf_counter() - started}
             io.send(io.session.msg("done", content, parent=job.msg_id, buffers=buffers))
         except Cancelled as exc:
             io.send(io.session.msg("error", {"ename": "Cancelled", "evalue": str(exc)}, parent=job.msg_id))
