@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workers.runtime.envelope import Env
+
 from .config import SampleRNNConfig
 from .model import ModelState, SampleRNN
 from .quantize import dequantize, quantize, zero_class
@@ -325,3 +327,22 @@ def generate_audio(sampler: Sampler, num_samples: int, temperature: np.ndarray,
         temperature = np.concatenate([np.repeat(temperature[:, :1], warmup, 1), temperature], 1)
     q = sampler.sample(num_samples + warmup, temperature, seed_q, rng_seed, progress)
     return dequantize(q[:, warmup:], cfg.q_type, cfg.q_levels)
+
+
+def temperature_matrix(temperatures: Sequence[float | Env], num_samples: int, sample_rate: int
+                       ) -> np.ndarray:
+    """One temperature per sequence, or per sample where any is an envelope.
+
+    Numbers give a constant; an ``Env`` is evaluated at every output sample's time
+    (``i / sample_rate`` seconds, last level held), as the course's fork of PRiSM did.
+    Returns float64 (B, 1) when all are numbers, else (B, num_samples).
+    """
+    if any(isinstance(t, Env) for t in temperatures):
+        rows = [t.render(num_samples, sample_rate) if isinstance(t, Env)
+                else np.full(num_samples, float(t)) for t in temperatures]
+        out = np.stack(rows)
+    else:
+        out = np.asarray([[float(t)] for t in temperatures], dtype=np.float64)
+    if not np.all(np.isfinite(out)) or np.any(out <= 0):
+        raise ValueError("temperatures must be positive numbers (try 0.7 to 1.1)")
+    return out

@@ -64,6 +64,9 @@ def _rnn_params(get, prefix: str, config: SampleRNNConfig, out_prefix: str) -> d
     for i in range(config.num_rnn_layers):
         cell = f"{prefix}/rnn/layer_{i}/cell"
         kernel, recurrent, bias = get(f"{cell}/kernel"), get(f"{cell}/recurrent_kernel"), get(f"{cell}/bias")
+        if recurrent.shape[0] != dim:
+            raise PrismImportError(
+                f"{cell} has {recurrent.shape[0]} units but the config says dim={dim}")
         if config.skip_conn and i == 0:
             if kernel.shape[0] != 2 * dim:
                 raise PrismImportError(
