@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
-from pathlib import Path
 
 from . import wire
 from .config import PROJECT_ROOT, WorkerConfig
@@ -37,7 +35,3 @@ def exit_description(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exit code {returncode}"
-
-
-def current_python() -> Path:
-    return Path(sys.executable)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -251,8 +252,6 @@ class WorkerSlot:
 
 
 def default_log_dir() -> Path:
-    import os
-
     base = os.environ.get("PDBRIDGE_LOG_DIR") or os.path.join(
         os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")), "pdbridge", "logs")
     path = Path(base)
