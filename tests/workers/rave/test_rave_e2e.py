@@ -42,8 +42,15 @@ def rave_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
     hub.stop()
 
 
+LATENT_PATCH = Path(__file__).parent / "patches" / "rave_latents.pd"
+
+
 @pytest.fixture
-def pd(rave_hub: HubThread) -> Iterator[PdDriver]:
+def pd(rave_hub: HubThread, monkeypatch: pytest.MonkeyPatch) -> Iterator[PdDriver]:
+    """The test driver, with rave_latents.pd opened beside it for the latent arrays tl-0 ... tl-3."""
+    import pdharness
+
+    monkeypatch.setattr(pdharness, "HEADLESS_FLAGS", (*pdharness.HEADLESS_FLAGS, "-open", str(LATENT_PATCH)))
     driver = PdDriver(rave_hub.port, "rave")
     yield driver
     driver.close()
@@ -72,6 +79,31 @@ def test_load_forward_sample_and_edits_through_pd(pd: PdDriver, exports: dict[st
     pd.send("sample", "drv-c", 0.5, "--temp", 1)
     assert pd.result("sampled") == ["drv-c", 22050.0]
     np.testing.assert_allclose(pd.read_array("drv-c"), local.sample(0.5, 1.0)[0][0], atol=1e-6)
+
+
+def test_latent_arrays_round_trip_through_pd(pd: PdDriver, exports: dict[str, Path]) -> None:
+    local = RaveModel.load(exports["v2"])
+    pd.send("load", str(exports["v2"]))
+    pd.result("loaded")
+    x = sine(0.2, 44100)
+    pd.write_array("drv-a", x)
+    pd.send("encode", "drv-a", "tl")
+    frames = -(-len(x) // 64)
+    assert pd.result("encoded") == ["tl", 4.0, float(frames)]
+    z = np.stack([pd.read_array(f"tl-{d}") for d in range(4)])
+    np.testing.assert_allclose(z, local.encode(x), atol=1e-6)
+
+    drawn = z.copy()
+    drawn[1] = np.linspace(-2, 2, frames, dtype=np.float32)  # as if drawn with the mouse
+    pd.write_array("tl-1", drawn[1])
+    pd.send("decode", "tl", "drv-b", "--bias", 3, 0.25)
+    assert pd.result("decoded") == ["drv-b", float(frames * 64)]
+    expected = local.decode(drawn, LatentEdits(bias={3: 0.25}))[0]
+    np.testing.assert_allclose(pd.read_array("drv-b"), expected, atol=1e-6)
+
+    pd.write_array("tl-2", np.zeros(frames - 1, np.float32))
+    pd.send("decode", "tl", "drv-b")
+    assert "same length" in pd.error()
 
 
 def test_errors_a_student_can_act_on(pd: PdDriver, exports: dict[str, Path]) -> None:
