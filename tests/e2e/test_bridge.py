@@ -90,3 +90,20 @@ def test_describe_lists_the_messages(pd_driver):
     pd.send("describe")
     names = pd.result("messages")
     assert {"ping", "tone", "echo", "sleep", "unload", "describe"} <= set(names)
+
+
+def test_two_instances_in_one_patch_each_get_their_own_result(hub, tmp_path):
+    import subprocess
+
+    from pdharness import DRIVER
+    from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
+
+    out_a, out_b = tmp_path / "a.wav", tmp_path / "b.wav"
+    cmd = [str(find_pd()), *HEADLESS_FLAGS, "-path", str(PATCH_DIR), "-send",
+           f"pdbridge-port {hub.port}; two-out-a symbol {out_a}; two-out-b symbol {out_b}",
+           "-open", str(DRIVER.parent / "two_instances.pd")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rng = lambda seed: np.random.default_rng(seed).uniform(-1.0, 1.0, 2000).astype(np.float32)  # noqa: E731
+    assert np.array_equal(soundfile.read(out_a, dtype="float32")[0], rng(11))
+    assert np.array_equal(soundfile.read(out_b, dtype="float32")[0], rng(22))
