@@ -165,6 +165,9 @@ class Sampler:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         model = model.eval()
         self.model = model
+        self.device = next(model.parameters()).device
+        if precision == "int8" and self.device.type != "cpu":
+            raise ValueError("int8 precision runs on the CPU only; use fp32 on a GPU")
         self.config = cfg = model.config
         self.precision = precision
         with torch.no_grad():
@@ -182,13 +185,13 @@ class Sampler:
             emb = mlp.embedding.weight.detach()  # (q, emb)
             table = torch.einsum("qe,dek->kqd", emb, conv)
             self.table = (table.reshape(-1, dim) @ w1.t()).contiguous()
-            self.offsets = torch.arange(fs) * cfg.q_levels
+            self.offsets = torch.arange(fs, device=self.device) * cfg.q_levels
             self.hidden2 = _linear(mlp.hidden2.weight, mlp.hidden2.bias, precision)
             self.outputs = _linear(mlp.outputs.weight, mlp.outputs.bias, precision)
 
     def _prime(self, q: torch.Tensor) -> ModelState:
         """Run the (float) model over all but the last big frame of ``q`` to set the RNN states."""
-        state = self.model.initial_state(q.shape[0])
+        state = self.model.initial_state(q.shape[0], self.device)
         if q.shape[1] > self.config.big_frame_size:
             _, state = self.model(q, state)
         return state
@@ -208,26 +211,27 @@ class Sampler:
         temperature = np.asarray(temperature, dtype=np.float64)
         batch = temperature.shape[0]
         bfs, fs, q_levels = cfg.big_frame_size, cfg.frame_size, cfg.q_levels
-        context = self._contexts(batch, seed)
+        context = self._contexts(batch, seed).to(self.device)
         state = self._prime(context)
         big_state = _state_for_sampler(state[0], cfg.rnn_type)
         frame_state = _state_for_sampler(state[1], cfg.rnn_type)
 
         n_big = math.ceil(num_samples / bfs)
-        hist = torch.empty(batch, bfs + n_big * bfs, dtype=torch.long)
+        hist = torch.empty(batch, bfs + n_big * bfs, dtype=torch.long, device=self.device)
         hist[:, :bfs] = context[:, -bfs:]
-        temps = torch.from_numpy(temperature.astype(np.float32))
+        temps = torch.from_numpy(temperature.astype(np.float32)).to(self.device)
         if temps.shape[1] > 1:  # one value per sample, padded to whole big frames
             temps = temps[:, :num_samples]
             temps = torch.cat([temps, temps[:, -1:].expand(batch, n_big * bfs - temps.shape[1])], 1)
         inv_temp = 1.0 / temps
         per_sample_temp = inv_temp.shape[1] > 1
-        generator = torch.Generator()
+        generator = torch.Generator(device=self.device)
         generator.manual_seed(rng_seed if rng_seed is not None else int(torch.randint(2**62, (1,))))
         noise: list[torch.Tensor] = []
 
         def draw(j: int) -> None:
-            uniform = torch.rand(batch, bfs, q_levels, generator=generator).clamp_(min=1e-20)
+            uniform = torch.rand(batch, bfs, q_levels, generator=generator,
+                                 device=self.device).clamp_(min=1e-20)
             noise[:] = [-torch.log(-torch.log(uniform))]
 
         def pick(k: int, logits: torch.Tensor) -> torch.Tensor:
@@ -235,7 +239,7 @@ class Sampler:
             return torch.argmax(torch.addcmul(noise[0][:, k % bfs], logits, scale), 1)
 
         self._loop(hist, n_big, big_state, frame_state, draw, pick, progress)
-        return hist[:, bfs:bfs + num_samples].clone().numpy()
+        return hist[:, bfs:bfs + num_samples].cpu().numpy()
 
     @torch.no_grad()
     def teacher_forced_logits(self, q: np.ndarray) -> np.ndarray:
@@ -245,11 +249,11 @@ class Sampler:
         ``SampleRNN.forward``; used to check that the folded weights compute the same function.
         """
         cfg = self.config
-        hist = torch.as_tensor(np.asarray(q, dtype=np.int64))
+        hist = torch.as_tensor(np.asarray(q, dtype=np.int64), device=self.device)
         batch, bfs = hist.shape[0], cfg.big_frame_size
         n_big = hist.shape[1] // bfs - 1
-        state = self.model.initial_state(batch)
-        out = torch.empty(batch, n_big * bfs, cfg.q_levels)
+        state = self.model.initial_state(batch, self.device)
+        out = torch.empty(batch, n_big * bfs, cfg.q_levels, device=self.device)
 
         def record(k: int, logits: torch.Tensor) -> torch.Tensor:
             out[:, k] = logits
@@ -257,7 +261,7 @@ class Sampler:
 
         self._loop(hist, n_big, _state_for_sampler(state[0], cfg.rnn_type),
                    _state_for_sampler(state[1], cfg.rnn_type), lambda j: None, record, None)
-        return out.numpy()
+        return out.cpu().numpy()
 
     def _loop(self, hist: torch.Tensor, n_big: int, big_state: list[list[torch.Tensor]],
               frame_state: list[list[torch.Tensor]], start_big_frame: Callable[[int], None],

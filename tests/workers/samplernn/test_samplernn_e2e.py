@@ -1,0 +1,108 @@
+"""[pdbridge.samplernn] in a real headless Pd, through the hub, to the SampleRNN worker (torch env)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from pdbridge.config import load_config
+from pdbridge.pd import find_pd
+from pdharness import HubThread, PdDriver
+from workers.runtime.envelope import Env
+from workers.samplernn.checkpoint import resolve_model, save_checkpoint
+from workers.samplernn.config import SampleRNNConfig
+from workers.samplernn.generate import Sampler, generate_audio, temperature_matrix
+from workers.samplernn.model import SampleRNN
+
+pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
+
+SAMPLERNN_WORKER = """
+[workers.samplernn]
+env = "torch"
+module = "workers.samplernn.worker"
+"""
+SR = 8000
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pdbridge checkpoint folder holding a small untrained model (weights from a fixed seed)."""
+    root = tmp_path_factory.mktemp("samplernn_e2e") / "run"
+    torch.manual_seed(0)
+    config = SampleRNNConfig(seq_len=64, frame_sizes=(8, 32), dim=24, num_rnn_layers=2, q_type="mu-law",
+                             emb_size=8, sample_rate=SR)
+    save_checkpoint(root / "checkpoint-10.pt", SampleRNN(config), {"step": 10, "epoch": 1})
+    return root
+
+
+@pytest.fixture(scope="module")
+def samplernn_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
+    extra = tmp_path_factory.mktemp("samplernn_cfg") / "workers.toml"
+    extra.write_text(SAMPLERNN_WORKER)
+    config = load_config(extra)
+    if config.worker("samplernn").missing_reason():
+        pytest.skip(config.worker("samplernn").missing_reason())
+    hub = HubThread(config=config, log_dir=tmp_path_factory.mktemp("samplernn_logs"))
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def pd(samplernn_hub: HubThread) -> Iterator[PdDriver]:
+    driver = PdDriver(samplernn_hub.port, "samplernn")
+    yield driver
+    driver.close()
+
+
+def test_course_messages_generate_into_arrays(pd: PdDriver, run_dir: Path) -> None:
+    pd.send("load", "--", "--num_seqs", 2, "--ckpt_dir", str(run_dir), "--precision", "fp32")
+    assert pd.result("loaded", timeout=120) == [2.0, float(SR)]
+    env = "Env([0.7,1.05],[0.5],[-2])"  # one symbol; a message box writes the commas as \\,
+    pd.send("generate", "--out_sr", SR, "--dur", 0.5, "--temp", 1, "--out", "drv-a",
+            "--temp", env, "--out", "drv-b", "--rng_seed", 5)
+    n = SR // 2 - 32
+    assert pd.result("generated", timeout=120) == ["drv-a", float(SR), float(n)]
+    assert pd.result("generated") == ["drv-b", float(SR), float(n)]
+    # The same request run here, without Pd, gives the same samples.
+    model = resolve_model(run_dir).model
+    temps = temperature_matrix([1.0, Env.parse("Env([0.7,1.05],[0.5],[-2])")], n, SR)
+    expected = generate_audio(Sampler(model, "fp32"), n, temps, rng_seed=5)
+    np.testing.assert_array_equal(pd.read_array("drv-a"), expected[0])
+    np.testing.assert_array_equal(pd.read_array("drv-b"), expected[1])
+
+    # Seed audio from a Pd array primes the model: same RNG seed, different output.
+    pd.write_array("drv-c", 0.5 * np.sin(2 * np.pi * 220 * np.arange(2000) / SR))
+    pd.send("generate", "--dur", 0.5, "--temp", 1, "--out", "drv-a", "--seed", "drv-c",
+            "--seed_sr", SR, "--rng_seed", 5)
+    assert pd.result("generated", timeout=120) == ["drv-a", float(SR), float(n)]
+    assert not np.array_equal(pd.read_array("drv-a"), expected[0])
+
+
+def test_errors_a_student_can_act_on(pd: PdDriver, run_dir: Path) -> None:
+    pd.send("generate", "--temp", 1, "--out", "drv-a")
+    assert "load -- --ckpt_dir" in pd.error()
+    pd.send("load", "--", "--ckpt_dir", "no/such/folder")
+    assert "not found" in pd.error()
+    pd.send("load", "--", "--ckpt_dir", str(run_dir))
+    pd.result("loaded", timeout=120)
+    pd.send("generate", "--dur", 1, "--temp", 1, "--out", "drv-a", "--out", "drv-b")
+    assert "one --temp per --out" in pd.error()
+    pd.send("generate", "--dur", 1, "--temp", 1, "--out", "no-such-array")
+    assert "no-such-array" in pd.error()
+    pd.send("generate", "--dur", 1, "--temp", 0, "--out", "drv-a")
+    assert "positive" in pd.error()
+
+
+def test_generation_reports_progress_and_can_be_cancelled(pd: PdDriver, run_dir: Path) -> None:
+    pd.send("load", "--", "--ckpt_dir", str(run_dir))
+    pd.result("loaded", timeout=120)
+    pd.send("generate", "--dur", 600, "--temp", 1, "--out", "drv-a")
+    first = pd.next(timeout=60)
+    assert first[:2] == ["status", "progress"]
+    pd.send("cancel")
+    assert pd.expect("status", "cancelled", timeout=60) == ["generate"]
+    pd.send("generate", "--dur", 0.1, "--temp", 1, "--out", "drv-a")
+    assert pd.result("generated", timeout=60)[0] == "drv-a"

@@ -1,0 +1,147 @@
+"""Protocol glue for the SampleRNN worker (messages documented in docs/models/samplernn.md).
+
+The vocabulary is the course's: ``load -- --num_seqs 2 --ckpt_dir DIR [--config FILE]`` then
+``generate --out_sr 16000 --dur 4 --temp 1 --out sound1 --temp Env([..]\\,[..]\\,[..]) --out sound2``,
+answered by one ``generated <array> <sr> <samples>`` per output. Model code is in model.py and
+generate.py; this file turns messages into calls on it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Union
+
+import numpy as np
+import torch
+
+from workers.runtime import Env, PdError, Request, Worker, integer, number, number_or_env, symbol
+from workers.runtime.device import torch_cuda_available
+
+from .checkpoint import CheckpointError, LoadedModel, resolve_model
+from .config import ConfigError
+from .data import resample
+from .generate import Sampler, generate_audio, output_length, temperature_matrix
+from .prism import PrismImportError
+from .tf_checkpoint import TFCheckpointError
+
+worker = Worker("samplernn", cuda_available=torch_cuda_available)
+
+MAX_SECONDS = 600.0
+MAX_SEED_SECONDS = 30.0
+LOAD_OPTIONS = {"ckpt_dir", "num_seqs", "config", "precision", "python"}
+GENERATE_OPTIONS = {"out_sr", "dur", "temp", "out", "seed", "seed_sr", "rng_seed"}
+
+
+def _loaded(req: Request) -> tuple[LoadedModel, Sampler]:
+    if "model" not in req.state:
+        raise PdError("no model loaded: send load -- --ckpt_dir <folder> first")
+    return req.state["model"], req.state["sampler"]
+
+
+@worker.message("load", help="load -- --ckpt_dir DIR [--num_seqs N] [--config FILE] [--precision auto|fp32|int8]: "
+                "a pdbridge or PRiSM SampleRNN checkpoint; replies loaded <num_seqs> <sr>", timeout=600)
+def load(req: Request) -> None:
+    opts = req.options(known=LOAD_OPTIONS)
+    ckpt = req.existing_path(opts.require("ckpt_dir", symbol), "checkpoint folder")
+    config = opts.get("config", symbol, None)
+    config_path = req.existing_path(config, "config file") if config is not None else None
+    num_seqs = opts.get("num_seqs", integer, 1)
+    if num_seqs < 1:
+        raise PdError("--num_seqs must be at least 1")
+    precision = opts.get("precision", symbol, "auto")
+    if precision not in ("auto", "fp32", "int8"):
+        raise PdError("--precision must be auto, fp32 or int8")
+    if precision == "auto":
+        precision = "fp32" if req.device == "cuda" else "int8"
+    if precision == "int8" and req.device == "cuda":
+        raise PdError("--precision int8 runs on the CPU only; use fp32 (or auto) on a GPU")
+    req.state.clear()
+    try:
+        loaded = resolve_model(ckpt, config_path)
+    except (CheckpointError, ConfigError, PrismImportError, TFCheckpointError) as exc:
+        raise PdError(str(exc)) from exc
+    loaded.model.to(req.device)
+    req.state.update(model=loaded, sampler=Sampler(loaded.model, precision), num_seqs=num_seqs)
+    req.reply("loaded", num_seqs, loaded.config.sample_rate)
+
+
+@worker.message("unload", help="unload: forget the model and free its memory", timeout=10)
+def unload(req: Request) -> None:
+    req.state.clear()
+    req.reply("unloaded")
+
+
+@worker.message("info", help="info: the loaded model's checkpoint, config and precision, one line each", timeout=10)
+def info(req: Request) -> None:
+    loaded, sampler = _loaded(req)
+    req.reply("checkpoint", loaded.kind, loaded.source)
+    for key, value in loaded.config.to_dict().items():
+        req.reply("config", key, *(value if isinstance(value, list) else [str(value) if isinstance(value, bool) else value]))
+    req.reply("precision", sampler.precision)
+    req.reply("device", str(sampler.device))
+
+
+def _rate(value: float, what: str) -> int:
+    rate = int(round(value))
+    if not 1000 <= rate <= 192000:
+        raise PdError(f"{what} must be a sample rate between 1000 and 192000, got {value:g}")
+    return rate
+
+
+@worker.message("generate", help="generate [--out_sr SR] [--dur SECONDS] --temp T --out ARRAY [--temp T2 --out ARRAY2 ...] "
+                "[--seed ARRAY --seed_sr SR] [--rng_seed N]: replies generated <array> <sr> <samples> per --out",
+                timeout=None)
+def generate(req: Request) -> None:
+    opts = req.options(known=GENERATE_OPTIONS)
+    loaded, sampler = _loaded(req)
+    outs = opts.get_all("out", symbol)
+    temps: list[Union[float, Env]] = opts.get_all("temp", number_or_env)
+    if not outs:
+        raise PdError("generate needs at least one --out <array> (with its --temp)")
+    if len(temps) != len(outs):
+        raise PdError(f"give one --temp per --out: got {len(temps)} --temp and {len(outs)} --out "
+                      "(e.g. --temp 0.9 --out sound1 --temp 1 --out sound2)")
+    model_sr = loaded.config.sample_rate
+    out_sr = _rate(opts.get("out_sr", number, model_sr), "--out_sr")
+    if loaded.kind == "prism" and "out_sr" in {k for k, _ in opts.occurrences}:
+        # PRiSM checkpoints do not record their rate: as in the course, the model runs at --out_sr.
+        model_sr = out_sr
+    dur = opts.get("dur", number, 10.0)
+    if not 0 < dur <= MAX_SECONDS:
+        raise PdError(f"--dur must be between 0 and {MAX_SECONDS:g} seconds")
+    n = output_length(dur, model_sr, loaded.config.big_frame_size)
+    if n == 0:
+        raise PdError(f"--dur {dur:g} is too short: at least {2 * loaded.config.big_frame_size / model_sr:.3f} s")
+    rng_seed = opts.get("rng_seed", integer, None)
+    req.check_arrays(outs)
+    seed_audio = None
+    if opts.has("seed"):
+        seed = req.read_array(opts.require("seed", symbol))
+        seed_sr = _rate(opts.get("seed_sr", number, out_sr), "--seed_sr")
+        seed = resample(seed[-int(MAX_SEED_SECONDS * seed_sr):], seed_sr, model_sr)
+        if len(seed) < loaded.config.big_frame_size:
+            raise PdError(f"the seed array is too short: at least {loaded.config.big_frame_size} samples "
+                          f"at {model_sr} Hz are needed")
+        seed_audio = [seed] * len(outs)
+    try:
+        temperature = temperature_matrix(temps, n, model_sr)
+    except ValueError as exc:
+        raise PdError(str(exc)) from exc
+    started = time.monotonic()
+
+    def progress(fraction: float) -> None:
+        elapsed = time.monotonic() - started
+        left = elapsed / fraction * (1 - fraction) if fraction > 0 else 0.0
+        req.progress(fraction, f"{left:.0f} s left")
+
+    with torch.inference_mode():
+        audio = generate_audio(sampler, n, temperature, seed_audio, rng_seed, progress)
+    if out_sr != model_sr:
+        audio = np.stack([resample(a, model_sr, out_sr) for a in audio])
+    for name, samples in zip(outs, audio):
+        req.write_array(name, samples, out_sr)
+    for name, samples in zip(outs, audio):
+        req.reply("generated", name, out_sr, len(samples))
+
+
+if __name__ == "__main__":
+    worker.run()
