@@ -1,0 +1,39 @@
+"""Checkpoints for the GANSynth tests, built once per test session with magenta's own code.
+
+Building a GANSynth graph takes seconds even for the tiny config on 2 cores, so the checkpoints
+and one loaded model are shared by every test module.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gansynth_checkpoints import CUSTOM_PITCHES, TINY, make_checkpoint  # noqa: E402
+from workers.gansynth.model import GANSynth  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Official layout (experiment.json + stage_00012/model.ckpt-11000000.*), NSynth pitches 24-84."""
+    return make_checkpoint(tmp_path_factory.mktemp("gansynth") / "tiny", TINY, seed=1)
+
+
+@pytest.fixture(scope="session")
+def custom_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A course-style custom model: meta.json says which pitches were trained."""
+    return make_checkpoint(tmp_path_factory.mktemp("gansynth") / "custom", TINY, pitches=CUSTOM_PITCHES, seed=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_ckpt: Path) -> Iterator[GANSynth]:
+    """The tiny checkpoint loaded with batch size 3 (not a divisor of the note counts used)."""
+    model = GANSynth.load(tiny_ckpt, batch_size=3)
+    yield model
+    model.close()
