@@ -252,10 +252,12 @@ def compute_components(model, layer: str = "conv0", random_z_count: int = 8192, 
     return Components(layer, comps.reshape(k, *shape), stdev, ratio, acc.mean.reshape(shape), ESTIMATOR, info)
 
 
-def _bar(stream=sys.stderr) -> Progress:
+def _bar() -> Progress:
+    """A one-line text progress bar on stderr, with the time left."""
     start = time.monotonic()
 
     def show(fraction: float) -> None:
+        stream = sys.stderr
         filled = int(30 * fraction)
         elapsed = time.monotonic() - start
         eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
