@@ -1,0 +1,185 @@
+"""[pdbridge.gansynth] in a real headless Pd, through the hub, to the GANSynth worker in the tf environment.
+
+Reference audio comes from magenta's own ``Model.generate_samples_from_z`` in this process, on the
+same checkpoint. The worker's graph has another batch size (8 vs 3), so results are compared with
+``atol=1e-5`` (measured differences are 0 or a few float32 ulps).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from pdbridge.config import load_config
+from pdbridge.pd import find_pd
+from pdharness import HubThread, PdDriver
+from workers.gansynth.ganspace import Components, compute_components
+from workers.gansynth.hallucinate import NoteShape, overlap_add
+from workers.gansynth.model import GANSynth
+
+pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
+
+GANSYNTH_WORKER = """
+[workers.gansynth]
+env = "tf"
+module = "workers.gansynth.worker"
+"""
+ARRAYS_PATCH = Path(__file__).parent / "patches" / "gansynth_arrays.pd"
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def gansynth_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
+    """A hub whose config names the gansynth worker (merged over environment/workers.toml)."""
+    extra = tmp_path_factory.mktemp("gansynth_cfg") / "workers.toml"
+    extra.write_text(GANSYNTH_WORKER)
+    config = load_config(extra)
+    if config.worker("gansynth").missing_reason():
+        pytest.skip(config.worker("gansynth").missing_reason())
+    hub = HubThread(config=config, log_dir=tmp_path_factory.mktemp("gansynth_logs"))
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def pd(gansynth_hub: HubThread) -> Iterator[PdDriver]:
+    """One Pd for the module (the worker keeps the model loaded between tests), arrays patch beside it."""
+    import pdharness
+
+    saved = pdharness.HEADLESS_FLAGS
+    pdharness.HEADLESS_FLAGS = (*saved, "-open", str(ARRAYS_PATCH))
+    try:
+        driver = PdDriver(gansynth_hub.port, "gansynth", timeout=300)
+    finally:
+        pdharness.HEADLESS_FLAGS = saved
+    yield driver
+    driver.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(pd: PdDriver, tiny_ckpt: Path) -> PdDriver:
+    pd.send("load", str(tiny_ckpt))
+    assert pd.result("loaded") == [64000.0, 16000.0]
+    return pd
+
+
+@pytest.fixture(scope="module")
+def pca_file(tiny_model: GANSynth, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Components]:
+    comps = compute_components(tiny_model, "conv0", random_z_count=400, batch_size=100, seed=0, components=16)
+    return comps.save(tmp_path_factory.mktemp("pca") / "tiny_conv0_pca_400.npz"), comps
+
+
+def test_random_z_then_note_equals_magenta_generate(loaded: PdDriver, tiny_model: GANSynth) -> None:
+    pd = loaded
+    pd.send("randomize_z", "gz-1", "gz-2", "--seed", 3)
+    assert pd.result("randomized") == []
+    z1, z2 = pd.read_array("gz-1"), pd.read_array("gz-2")
+    expected = np.random.default_rng(3).standard_normal((2, 256)).astype(np.float32)
+    np.testing.assert_array_equal(np.stack([z1, z2]), expected)
+
+    pd.send("synthesize", "gz-1", "gs-1", 60, "gz-2", "gs-2", 41)
+    assert pd.result("synthesized") == []
+    reference = tiny_model.model.generate_samples_from_z(np.stack([z1, z2]).astype(np.float64), [60, 41])
+    np.testing.assert_allclose(pd.read_array("gs-1"), reference[0], atol=ATOL)
+    np.testing.assert_allclose(pd.read_array("gs-2"), reference[1], atol=ATOL)
+
+
+def test_slerp_endpoints_are_the_inputs(loaded: PdDriver) -> None:
+    pd = loaded
+    pd.send("randomize_z", "gz-1", "gz-2", "--seed", 4)
+    pd.result("randomized")
+    a, b = pd.read_array("gz-1"), pd.read_array("gz-2")
+    for amount, want in ((0, a), (1, b)):
+        pd.send("slerp_z", "gz-1", "gz-2", "gz-3", amount)
+        assert pd.result("slerped") == []
+        np.testing.assert_allclose(pd.read_array("gz-3"), want, atol=1e-6)
+    pd.send("slerp_z", "gz-1", "gz-2", "gz-3", 0.5)
+    pd.result("slerped")
+    mid = pd.read_array("gz-3")
+    assert not np.allclose(mid, a) and not np.allclose(mid, b)
+
+
+def test_untrained_pitch_and_bad_arrays_are_errors_on_the_outlet(loaded: PdDriver) -> None:
+    pd = loaded
+    pd.send("synthesize", "gz-1", "gs-1", 90)
+    message = pd.error()
+    assert "not trained on pitch 90" in message and "24-84" in message
+    pd.send("synthesize", "gs-4", "gs-1", 60)
+    assert "a latent vector has 256" in pd.error()
+    pd.send("synthesize", "gz-1", "gs-1")
+    assert "usage: synthesize" in pd.error()
+
+
+def test_ganspace_sliders_noz_and_hallucinations(loaded: PdDriver, tiny_model: GANSynth,
+                                                 pca_file: tuple[Path, Components]) -> None:
+    pd = loaded
+    path, comps = pca_file
+    pd.send("load_ganspace_components", str(path), "gamps")
+    assert pd.result("loaded_pca") == [16.0]
+    assert len(pd.read_array("gamps")) == 16
+
+    amps = np.zeros(16, np.float32)
+    amps[[0, 3]] = [1.5, -2.0]
+    pd.write_array("gamps", amps)
+    pd.send("randomize_z", "gz-1", "--seed", 5)
+    pd.result("randomized")
+    z = pd.read_array("gz-1").astype(np.float64)[None]
+    pd.send("synthesize", "gz-1", "gs-1", 32)
+    pd.result("synthesized")
+    edited = tiny_model.generate(z, [32], offsets=("conv0", comps.offset(amps)))
+    np.testing.assert_allclose(pd.read_array("gs-1"), edited[0], atol=ATOL)
+    assert np.abs(edited - tiny_model.generate(z, [32])).max() > 1e-3
+
+    pd.send("synthesize_noz", "gs-2", 32, "gamps", "--", "gs-3", 40, 0, 0, 1)
+    assert pd.result("synthesized") == []
+    noz = tiny_model.generate_from_layer("conv0", np.stack([comps.layer_values(amps), comps.layer_values([0, 0, 1])]))
+    np.testing.assert_allclose(pd.read_array("gs-2"), noz[0], atol=ATOL)
+    np.testing.assert_allclose(pd.read_array("gs-3"), noz[1], atol=ATOL)
+
+    pd.send("hallucinate", "gs-4", 3, 1, 0.5, 0.1, 0.2, 0.5, 0.3)
+    n = pd.result("hallucinated")[0]
+    assert n == (3 - 1) * (1 + 1) * 8000 + 16000  # 5 notes every 0.5 s, each 1 s long after the trim
+    clip = pd.read_array("gs-4")
+    assert len(clip) == n and np.abs(clip).max() == pytest.approx(0.5, abs=1e-6)
+    assert clip[0] == 0.0 and np.abs(clip[-200:]).max() < 0.01  # attack from 0, release to 0
+
+
+def test_halluseq_steps_state_and_playback(loaded: PdDriver, tiny_model: GANSynth,
+                                           pca_file: tuple[Path, Components]) -> None:
+    pd = loaded
+    path, comps = pca_file
+    pd.send("load_ganspace_components", str(path), "gamps")
+    pd.result("loaded_pca")
+    first = np.zeros(16, np.float32)
+    first[1] = 2.0
+    pd.write_array("gamps", first)
+    pd.send("add_step")
+    assert pd.result("step") == ["index", 1.0] and pd.result("step") == ["count", 2.0]
+    assert pd.result("settings") == ["interp_steps", 1.0]
+    pd.result("updated")
+    np.testing.assert_array_equal(pd.read_array("gamps"), first)  # the new step is a copy
+    second = np.zeros(16, np.float32)
+    second[2] = -1.0
+    pd.write_array("gamps", second)
+    pd.send("next_step")
+    assert pd.result("step") == ["index", 0.0]
+    pd.result("updated")
+    np.testing.assert_array_equal(pd.read_array("gamps"), first)
+
+    for setting, value in (("interp_steps", 2), ("sample_spacing", 0.25), ("start_trim", 0.0), ("attack", 0.1),
+                           ("sustain", 0.3), ("release", 0.1)):
+        pd.send(setting, value)
+        assert pd.result("settings") == [setting, pytest.approx(value)]
+        pd.result("updated")
+    pd.send("hallucinate_noz", "gs-4")
+    n = pd.result("hallucinated")[0]
+    notes = tiny_model.generate_from_layer("conv0", np.stack(
+        [comps.layer_values(e) for e in (first, (first + second) / 2, second)]))
+    expected = overlap_add(notes, 0.25, NoteShape(0.0, 0.1, 0.3, 0.1), 16000)
+    assert n == len(expected) == 2 * 4000 + 8000
+    np.testing.assert_allclose(pd.read_array("gs-4"), expected, atol=ATOL)
+
+    pd.send("attack", -1)
+    assert "attack must be >= 0" in pd.error()

@@ -1,0 +1,344 @@
+"""Protocol glue for the GANSynth / GANSpaceSynth worker (messages documented in docs/models/gansynth.md).
+
+Model code lives beside this file (:mod:`.model`, :mod:`.ganspace`, :mod:`.hallucinate`); here Pd
+messages become calls on it and results become Pd arrays. Message names, argument order and
+replies follow the course's ``gansynth`` and ``halluseq`` objects so its patches and teaching
+material still read right; the differences (errors instead of silence, sample counts instead of
+byte counts, any batch size) are listed in the docs.
+"""
+from __future__ import annotations
+
+import os
+import weakref
+from pathlib import Path
+from typing import Callable, Optional, Sequence, TypeVar
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the log
+
+import numpy as np  # noqa: E402
+
+from workers.runtime import PdError, Request, Worker, integer, number, symbol  # noqa: E402
+from workers.runtime.args import Value  # noqa: E402
+
+from .ganspace import Components, ComponentsError, load_components  # noqa: E402
+from .hallucinate import SETTINGS, HalluSeq, NoteShape, latent_path, overlap_add  # noqa: E402
+from .model import CheckpointError, GANSynth, slerp  # noqa: E402
+
+worker = Worker("gansynth")
+
+DEFAULT_BATCH = 8
+"""The course's default; use ``load <ckpt> 1`` for live slider work (one note costs one batch)."""
+MAX_NOTES = 4096
+T = TypeVar("T")
+
+# Several objects (e.g. a synth and a sequencer) often load the same checkpoint: they share one graph
+# for as long as any of them holds it.
+_models: "weakref.WeakValueDictionary[tuple[str, int, int], GANSynth]" = weakref.WeakValueDictionary()
+
+
+def _model(req: Request) -> GANSynth:
+    model = req.state.get("model")
+    if model is None:
+        raise PdError("no model loaded: send load <checkpoint folder> [batch size] first")
+    return model
+
+
+def _components(req: Request) -> Components:
+    comps = req.state.get("components")
+    if comps is None:
+        raise PdError("no GANSpace components loaded: send load_ganspace_components <file> <array> first")
+    return comps
+
+
+def _run(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Call model code, turning its input errors into messages for Pd."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, CheckpointError, ComponentsError) as exc:
+        raise PdError(str(exc)) from exc
+
+
+def _arrays(values: Sequence[Value], what: str) -> list[str]:
+    return [symbol(v, what) for v in values]
+
+
+def _z(req: Request, model: GANSynth, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Latent arrays from Pd, each exactly ``latent_size`` long."""
+    arrays = req.read_arrays(list(dict.fromkeys(names)))
+    for name, z in arrays.items():
+        if len(z) != model.latent_size:
+            raise PdError(f"array {name} has {len(z)} values; a latent vector has {model.latent_size} "
+                          f"(send randomize_z {name} to fill it)")
+    return arrays
+
+
+def _amplitudes(req: Request) -> Optional[np.ndarray]:
+    """The slider values of the object's amplitudes array, if GANSpace components are loaded."""
+    name = req.state.get("amps_array")
+    if name is None:
+        return None
+    amps = req.read_array(name)
+    comps = _components(req)
+    return amps[:comps.count]
+
+
+@worker.message("load", help="load <checkpoint folder> [batch size 8]: replies loaded <samples> <sr>", timeout=900)
+def load(req: Request) -> None:
+    if not req.args:
+        raise PdError("usage: load <checkpoint folder> [batch size 8]")
+    path = req.existing_path(req.args[0], "GANSynth checkpoint folder").resolve()
+    batch = integer(req.args[1], "batch size") if len(req.args) > 1 else DEFAULT_BATCH
+    if not 1 <= batch <= 256:
+        raise PdError(f"batch size must be between 1 and 256, got {batch}")
+    req.state.clear()
+    key = (str(path), batch, _stamp(path))
+    model = _models.get(key)
+    if model is None:
+        req.progress(0.0, "building the GANSynth graph")
+        model = _run(GANSynth.load, path, batch_size=batch)
+        _models[key] = model
+    req.state["model"] = model
+    req.reply("loaded", model.audio_length, model.sample_rate)
+
+
+def _stamp(path: Path) -> int:
+    """Changes when the checkpoint is rewritten, so a retrained model is not served from the cache."""
+    return max((p.stat().st_mtime_ns for p in path.glob("stage_*/*.index")), default=0)
+
+
+@worker.message("info", help="info: what the loaded model is (pitches, batch size, layers, components)", timeout=10)
+def info(req: Request) -> None:
+    model = _model(req)
+    req.reply("checkpoint", str(model.files.root) if model.files else "")
+    req.reply("pitches", *model.pitches)
+    req.reply("batch_size", model.batch_size)
+    req.reply("latent_size", model.latent_size)
+    req.reply("audio", model.audio_length, model.sample_rate)
+    for layer in ("conv0", "conv1"):
+        req.reply("layer", layer, *model.layer_shape(layer))
+    comps = req.state.get("components")
+    if comps is not None:
+        req.reply("components", comps.count, comps.layer, req.state.get("amps_array", ""))
+
+
+@worker.message("randomize_z", help="randomize_z <z-array> [more z-arrays] [--seed N]: random latent vectors",
+                timeout=30)
+def randomize_z(req: Request) -> None:
+    opts = req.options(known={"seed"})
+    names = _arrays(opts.positional, "z array")
+    if not names:
+        raise PdError("usage: randomize_z <z-array> [more z-arrays] [--seed N]")
+    model = _model(req)
+    req.check_arrays(names)
+    seed = opts.get("seed", integer, None)
+    zs = model.random_z(len(names), np.random.default_rng(seed))
+    for name, z in zip(names, zs):
+        req.write_array(name, z)
+    req.reply("randomized")
+
+
+@worker.message("slerp_z", help="slerp_z <z-a> <z-b> <z-out> <amount 0..1>: spherical interpolation", timeout=30)
+def slerp_z(req: Request) -> None:
+    if len(req.args) != 4:
+        raise PdError("usage: slerp_z <z-a> <z-b> <z-out> <amount 0..1>")
+    a, b, out = _arrays(req.args[:3], "z array")
+    amount = number(req.args[3], "amount")
+    model = _model(req)
+    req.check_arrays([out])
+    zs = _z(req, model, [a, b])
+    req.write_array(out, slerp(zs[a], zs[b], amount))
+    req.reply("slerped")
+
+
+@worker.message("synthesize", help="synthesize <z> <out> <pitch> [<z> <out> <pitch> ...]: one note per triple "
+                "(with the GANSpace sliders applied when components are loaded)", timeout=None)
+def synthesize(req: Request) -> None:
+    if not req.args or len(req.args) % 3:
+        raise PdError("usage: synthesize <z-array> <out-array> <pitch> [<z-array> <out-array> <pitch> ...]")
+    model = _model(req)
+    triples = [(symbol(req.args[i], "z array"), symbol(req.args[i + 1], "output array"),
+                number(req.args[i + 2], "pitch")) for i in range(0, len(req.args), 3)]
+    if len(triples) > MAX_NOTES:
+        raise PdError(f"at most {MAX_NOTES} notes per synthesize")
+    pitches = _run(model.check_pitches, [p for _, _, p in triples])
+    req.check_arrays([out for _, out, _ in triples])
+    zs = _z(req, model, [z for z, _, _ in triples])
+    amps = _amplitudes(req)
+    offsets = None
+    if amps is not None and np.any(amps):
+        comps = _components(req)
+        offsets = (comps.layer, comps.offset(amps))
+    audio = _run(model.generate, np.stack([zs[z] for z, _, _ in triples]), pitches, offsets, req.progress)
+    for (_, out, _), note in zip(triples, audio):
+        req.write_array(out, note, model.sample_rate)
+    req.reply("synthesized")
+
+
+@worker.message("load_ganspace_components", help="load_ganspace_components <file.npz> <amplitudes-array> "
+                "[--allow_pickle 1]: GANSpace PCA for the sliders; replies loaded_pca <count>", timeout=300)
+def load_ganspace_components(req: Request) -> None:
+    opts = req.options(known={"allow_pickle"})
+    if len(opts.positional) != 2:
+        raise PdError("usage: load_ganspace_components <file.npz> <amplitudes-array> [--allow_pickle 1]")
+    model = _model(req)
+    path = req.existing_path(opts.positional[0], "GANSpace components file")
+    amps_name = symbol(opts.positional[1], "amplitudes array")
+    comps = _run(load_components, path, allow_pickle=bool(opts.get("allow_pickle", integer, 0)))
+    try:
+        shape = model.layer_shape(comps.layer)
+    except ValueError as exc:
+        raise PdError(f"{path.name}: {exc}") from exc
+    if shape != comps.layer_shape:
+        raise PdError(f"{path.name} was computed for a layer {comps.layer} of shape {comps.layer_shape}, "
+                      f"but this model's is {shape}: it belongs to another model")
+    current = req.read_array(amps_name)[:comps.count]
+    amps = np.pad(current, (0, comps.count - len(current)))
+    req.write_array(amps_name, amps)
+    req.state["components"] = comps
+    req.state["amps_array"] = amps_name
+    req.state["halluseq"] = HalluSeq([amps.copy()])
+    req.reply("loaded_pca", comps.count)
+
+
+def _noz_sounds(req: Request, atoms: Sequence[Value], model: GANSynth, count: int
+                ) -> list[tuple[str, int, np.ndarray]]:
+    """``out pitch [edits] [-- out pitch [edits]]...``; an edit is a number or an array of them."""
+    groups: list[list[Value]] = [[]]
+    for atom in atoms:
+        if atom == "--":
+            groups.append([])
+        else:
+            groups[-1].append(atom)
+    usage = "usage: synthesize_noz <out-array> <pitch> [edits...] [-- <out-array> <pitch> [edits...]] ..."
+    if any(len(g) < 2 for g in groups):
+        raise PdError(usage)
+    names = {a for g in groups for a in g[2:] if isinstance(a, str)}
+    arrays = req.read_arrays(sorted(names)) if names else {}
+    sounds = []
+    for g in groups:
+        out, pitch = symbol(g[0], "output array"), number(g[1], "pitch")
+        edits: list[float] = []
+        for a in g[2:]:
+            edits.extend(arrays[a].tolist() if isinstance(a, str) else [float(a)])
+        if len(edits) > count:
+            edits = edits[:count]  # an amplitudes array may be longer than the component count
+        sounds.append((out, _run(model.check_pitches, [pitch])[0], np.asarray(edits, np.float32)))
+    return sounds
+
+
+@worker.message("synthesize_noz", help="synthesize_noz <out> <pitch> [edits or arrays...] [-- <out> <pitch> ...]: "
+                "a note from the GANSpace mean moved by the edits (no latent vector)", timeout=None)
+def synthesize_noz(req: Request) -> None:
+    model, comps = _model(req), _components(req)
+    sounds = _noz_sounds(req, req.args, model, comps.count)
+    req.check_arrays([out for out, _, _ in sounds])
+    values = np.stack([comps.layer_values(edits) for _, _, edits in sounds])
+    audio = _run(model.generate_from_layer, comps.layer, values, req.progress)
+    for (out, _, _), note in zip(sounds, audio):
+        req.write_array(out, note, model.sample_rate)
+    req.reply("synthesized")
+
+
+def _shape_args(values: Sequence[Value], defaults: Sequence[float]) -> list[float]:
+    names = ("spacing", "start_trim", "attack", "sustain", "release", "pitch")
+    given = [number(v, n) for v, n in zip(values, names)]
+    return given + list(defaults[len(given):])
+
+
+@worker.message("hallucinate", help="hallucinate <out> <note_count> <interp_steps> [spacing 0.2] [start_trim 0] "
+                "[attack 0.5] [sustain 0.5] [release 0.5] [pitch]: replies hallucinated <samples>", timeout=None)
+def hallucinate(req: Request) -> None:
+    if not 3 <= len(req.args) <= 9:
+        raise PdError("usage: hallucinate <out-array> <note_count> <interp_steps> [spacing] [start_trim] "
+                      "[attack] [sustain] [release] [pitch]")
+    model = _model(req)
+    out = symbol(req.args[0], "output array")
+    note_count, steps = integer(req.args[1], "note_count"), integer(req.args[2], "interp_steps")
+    spacing, trim, attack, sustain, release, pitch = _shape_args(
+        req.args[3:], (0.2, 0.0, 0.5, 0.5, 0.5, model.default_pitch()))
+    if not 1 <= note_count <= 256 or not 0 <= steps <= 256:
+        raise PdError("note_count must be 1..256 and interp_steps 0..256")
+    shape = NoteShape(trim, attack, sustain, release)
+    _run(shape.check, model.audio_length / model.sample_rate)
+    pitch = _run(model.check_pitches, [pitch])[0]
+    req.check_arrays([out])
+    path = latent_path(model.random_z(note_count), steps)
+    notes = _run(model.generate, path, [pitch] * len(path), None, req.progress)
+    clip = _run(overlap_add, notes, spacing, shape, model.sample_rate)
+    req.write_array(out, clip, model.sample_rate)
+    req.reply("hallucinated", len(clip))
+
+
+# -- HALLU: the GANSpace step sequencer -------------------------------------------------------------
+def _seq(req: Request) -> HalluSeq:
+    _components(req)
+    return req.state["halluseq"]
+
+
+def _send_state(req: Request, seq: HalluSeq) -> None:
+    req.reply("step", "index", seq.index)
+    req.reply("step", "count", len(seq.steps))
+    for name, value in seq.settings().items():
+        req.reply("settings", name, value)
+
+
+def _step_message(move: Callable[[HalluSeq], None]) -> Callable[[Request], None]:
+    def handler(req: Request) -> None:
+        seq = _seq(req)
+        name = req.state["amps_array"]
+        seq.store(req.read_array(name))
+        move(seq)
+        req.write_array(name, seq.current())
+        _send_state(req, seq)
+        req.reply("updated")
+    return handler
+
+
+for _name, _move, _help in [
+        ("next_step", HalluSeq.next_step, "next_step: keep the edits array in this step, show the next (wraps)"),
+        ("prev_step", HalluSeq.prev_step, "prev_step: keep the edits array in this step, show the previous"),
+        ("add_step", HalluSeq.add_step, "add_step: append a copy of this step and show it"),
+        ("remove_step", HalluSeq.remove_step, "remove_step: delete this step (the last one stays)")]:
+    worker.message(_name, help=_help, timeout=30)(_step_message(_move))
+
+
+def _setting_message(setting: str) -> Callable[[Request], None]:
+    def handler(req: Request) -> None:
+        if len(req.args) != 1:
+            raise PdError(f"usage: {setting} <value>")
+        seq = _seq(req)
+        _run(seq.set, setting, number(req.args[0], setting))
+        req.reply("settings", setting, seq.settings()[setting])
+        req.reply("updated")
+    return handler
+
+
+for _setting in SETTINGS:
+    worker.message(_setting, help=f"{_setting} <value>: HALLU sequencer setting", timeout=10)(
+        _setting_message(_setting))
+
+
+@worker.message("send_state", help="send_state: HALLU step index/count and settings", timeout=10)
+def send_state(req: Request) -> None:
+    _send_state(req, _seq(req))
+
+
+@worker.message("hallucinate_noz", help="hallucinate_noz <out>: play the HALLU steps; replies hallucinated <samples>",
+                timeout=None)
+def hallucinate_noz(req: Request) -> None:
+    if len(req.args) != 1:
+        raise PdError("usage: hallucinate_noz <out-array>")
+    model, comps, seq = _model(req), _components(req), _seq(req)
+    out = symbol(req.args[0], "output array")
+    _run(seq.shape.check, model.audio_length / model.sample_rate)
+    req.check_arrays([out])
+    seq.store(req.read_array(req.state["amps_array"]))
+    values = np.stack([comps.layer_values(edits) for edits in seq.path()])
+    notes = _run(model.generate_from_layer, comps.layer, values, req.progress)
+    clip = _run(overlap_add, notes, seq.sample_spacing, seq.shape, model.sample_rate)
+    req.write_array(out, clip, model.sample_rate)
+    req.reply("hallucinated", len(clip))
+
+
+if __name__ == "__main__":
+    worker.run()
