@@ -91,6 +91,8 @@ def resolve_model(path: str | Path, config_path: str | Path | None = None) -> Lo
     """Load the model at ``path`` (see the module docstring for what ``path`` may be)."""
     path = Path(path)
     cfg_path = Path(config_path) if config_path is not None else None
+    if path.suffix == ".index" or ".data-" in path.suffix:  # a file chosen in a file dialog
+        path = path.with_suffix("")
     if path.is_file() and path.suffix == ".pt":
         return _load_pdbridge(path, cfg_path)
     if Path(str(path) + ".index").is_file():

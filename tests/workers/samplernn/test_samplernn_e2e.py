@@ -1,15 +1,16 @@
 """[pdbridge.samplernn] in a real headless Pd, through the hub, to the SampleRNN worker (torch env)."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Union
 
 import numpy as np
 import pytest
 import torch
 
 from pdbridge.config import load_config
-from pdbridge.pd import find_pd
+from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
 from pdharness import HubThread, PdDriver
 from workers.runtime.envelope import Env
 from workers.samplernn.checkpoint import resolve_model, save_checkpoint
@@ -106,3 +107,46 @@ def test_generation_reports_progress_and_can_be_cancelled(pd: PdDriver, run_dir:
     assert pd.expect("status", "cancelled", timeout=60) == ["generate"]
     pd.send("generate", "--dur", 0.1, "--temp", 1, "--out", "drv-a")
     assert pd.result("generated", timeout=60)[0] == "drv-a"
+
+
+def _message_boxes(patch: Path, selector: str) -> list[list[Union[str, float]]]:
+    """The atoms of every message box starting with ``selector``, as Pd would send them."""
+    messages = []
+    for line in patch.read_text().splitlines():
+        if line.startswith("#X msg ") and line.split(" ", 4)[4].startswith(selector + " "):
+            text = line.split(" ", 4)[4].rstrip(";").replace("\\,", ",")
+            messages.append([float(a) if _is_number(a) else a for a in text.split()])
+    return messages
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_example_patch_messages_work(pd: PdDriver, run_dir: Path) -> None:
+    """Every generate message of examples/samplernn.pd, sent to a loaded model, fills both arrays."""
+    example = PATCH_DIR / "examples" / "samplernn.pd"
+    generates = _message_boxes(example, "generate")
+    assert len(generates) == 2 and any("Env(" in str(a) for a in generates[1])
+    pd.send("load", "--", "--num_seqs", 2, "--ckpt_dir", str(run_dir))
+    pd.result("loaded", timeout=120)
+    for atoms in generates:
+        renamed = [{"snd1": "drv-a", "snd2": "drv-b"}.get(a, a) if isinstance(a, str) else a for a in atoms]
+        pd.send(*renamed)
+        # The model runs at 8 kHz; --out_sr 16000 resamples its (4 s x 8000 - 32) samples.
+        assert pd.result("generated", timeout=120) == ["drv-a", 16000.0, 63936.0]
+        assert pd.result("generated") == ["drv-b", 16000.0, 63936.0]
+        assert np.abs(pd.read_array("drv-b")).max() > 0
+
+
+@pytest.mark.parametrize("patch", ["pdbridge.samplernn-help.pd", "examples/samplernn.pd"])
+def test_help_and_example_patches_open_without_errors(patch: str) -> None:
+    done = subprocess.run([str(find_pd()), *HEADLESS_FLAGS, "-open", str(PATCH_DIR / patch), "-send", "pd quit"],
+                          capture_output=True, text=True, timeout=60)
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console
+    assert "error" not in console and "couldn't create" not in console, console
