@@ -104,8 +104,7 @@ def load(req: Request) -> None:
     path = req.resolve_path(opts.positional[0])
     if not path.exists() and path.with_name(path.name + ".ts").exists():
         path = path.with_name(path.name + ".ts")  # nn~ lets you leave out the .ts too
-    req.state.pop("model", None)
-    model = _run(RaveModel.load, path, device=req.device, sample_rate=_rate(opts))
+    model = _run(RaveModel.load, path, device=req.device, sample_rate=_rate(opts))  # a failure keeps the old one
     req.state["model"] = model
     req.state["edits"] = LatentEdits()
     req.reply("loaded", model.sample_rate, model.latent_size, model.ratio, *model.methods)
