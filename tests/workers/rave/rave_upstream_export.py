@@ -14,9 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-LATENT_DIMS = 4
-
-
 def build_random_run(run_dir: Path, config: str = "v2_small", seed: int = 0) -> Path:
     """Write a RAVE run folder with random weights for one of acids-rave's bundled configs."""
     import gin
