@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+
 def build_random_run(run_dir: Path, config: str = "v2_small", seed: int = 0) -> Path:
     """Write a RAVE run folder with random weights for one of acids-rave's bundled configs."""
     import gin
