@@ -42,7 +42,6 @@ sys.path[:] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "workers" / 
 from pdbridge.config import load_config  # noqa: E402
 from pdharness import HubThread, PdDriver  # noqa: E402
 
-RAVE_WORKER = '[workers.rave]\nenv = "torch"\nmodule = "workers.rave.worker"\n'
 SR = 44100
 
 
@@ -76,8 +75,7 @@ def main() -> None:
     x = (0.5 * np.sin(2 * np.pi * 220 * np.arange(n) / SR)).astype(np.float32)
     tensor = torch.from_numpy(x)[None, None]
 
-    (work / "workers.toml").write_text(RAVE_WORKER)
-    hub = HubThread(config=load_config(work / "workers.toml"), log_dir=work)
+    hub = HubThread(config=load_config(), log_dir=work)
     pd = PdDriver(hub.port, "rave", timeout=600, sleepgrain=args.sleepgrain)
     echo_pd = PdDriver(hub.port, "diagnostics", timeout=600, sleepgrain=args.sleepgrain)
     try:

@@ -16,12 +16,6 @@ from workers.rave.model import LatentEdits, RaveModel
 
 pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
 
-RAVE_WORKER = """
-[workers.rave]
-env = "torch"
-module = "workers.rave.worker"
-"""
-
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -30,16 +24,12 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def rave_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
-    """A hub whose config names the rave worker (merged over environment/workers.toml)."""
-    extra = tmp_path_factory.mktemp("rave_cfg") / "workers.toml"
-    extra.write_text(RAVE_WORKER)
-    config = load_config(extra)
-    if config.worker("rave").missing_reason():
-        pytest.skip(config.worker("rave").missing_reason())
-    hub = HubThread(config=config, log_dir=tmp_path_factory.mktemp("rave_logs"))
-    yield hub
-    hub.stop()
+def rave_hub(hub: HubThread) -> HubThread:
+    """The shared hub, once we know the rave worker's environment exists."""
+    reason = load_config().worker("rave").missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return hub
 
 
 LATENT_PATCH = Path(__file__).parent / "patches" / "rave_latents.pd"
