@@ -77,7 +77,7 @@ class WorkerSlot:
             return
         if not self.ready.is_set():
             if self._starting is None or self._starting.done():
-                self._starting = asyncio.create_task(self._start())
+                self._starting = asyncio.create_task(self._start_or_fail())
             return
         job = self.queue.popleft()
         if job.client.closed:
@@ -143,6 +143,14 @@ class WorkerSlot:
             self.on_exit("stopped by the hub")
 
     # -- lifecycle -------------------------------------------------------------------------------
+    async def _start_or_fail(self) -> None:
+        """Start the worker; whatever goes wrong, the waiting requests hear about it."""
+        try:
+            await self._start()
+        except Exception as exc:  # an unexpected failure must not leave requests waiting forever
+            log.exception("starting the %s worker failed", self.model)
+            self._fail_queue(f"could not start the {self.model} worker: {type(exc).__name__}: {exc}")
+
     async def _start(self) -> None:
         reason = self.config.missing_reason()
         if reason:

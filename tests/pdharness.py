@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import soundfile
@@ -59,7 +59,9 @@ class HubThread:
 class PdDriver:
     """One headless Pd process running the driver patch around ``[pdbridge.<model>]``."""
 
-    def __init__(self, hub_port: int, model: str, timeout: float = 120.0, sleepgrain: Optional[float] = None) -> None:
+    def __init__(self, hub_port: int, model: str, timeout: float = 120.0, sleepgrain: Optional[float] = None,
+                 extra_patches: Sequence[Path] = ()) -> None:
+        """``extra_patches`` open beside the driver (e.g. one defining the arrays a test needs)."""
         pd = find_pd()
         if pd is None:
             raise RuntimeError("Pure Data is not installed (apt-get install puredata-core)")
@@ -70,7 +72,8 @@ class PdDriver:
         self.server.settimeout(timeout)
         ctl_port = self.server.getsockname()[1]
         flags = list(HEADLESS_FLAGS) + (["-sleepgrain", str(sleepgrain)] if sleepgrain is not None else [])
-        cmd = [str(pd), *flags, "-path", str(PATCH_DIR),
+        opens = [arg for patch in extra_patches for arg in ("-open", str(patch))]
+        cmd = [str(pd), *flags, "-path", str(PATCH_DIR), *opens,
                "-send", f"drv-model symbol {model}; pdbridge-port {hub_port}; drv-port {ctl_port}", "-open", str(DRIVER)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.console_lines: list[str] = []

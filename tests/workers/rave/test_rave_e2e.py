@@ -36,12 +36,9 @@ LATENT_PATCH = Path(__file__).parent / "patches" / "rave_latents.pd"
 
 
 @pytest.fixture
-def pd(rave_hub: HubThread, monkeypatch: pytest.MonkeyPatch) -> Iterator[PdDriver]:
+def pd(rave_hub: HubThread) -> Iterator[PdDriver]:
     """The test driver, with rave_latents.pd opened beside it for the latent arrays tl-0 ... tl-3."""
-    import pdharness
-
-    monkeypatch.setattr(pdharness, "HEADLESS_FLAGS", (*pdharness.HEADLESS_FLAGS, "-open", str(LATENT_PATCH)))
-    driver = PdDriver(rave_hub.port, "rave")
+    driver = PdDriver(rave_hub.port, "rave", extra_patches=[LATENT_PATCH])
     yield driver
     driver.close()
 
