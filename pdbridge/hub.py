@@ -258,13 +258,12 @@ class Hub:
         buffers = []
         try:
             if msg.content.get("op") == "check":
-                for name in names:
-                    if not await job.client.exists(name):
-                        content["missing"].append(name)
+                found = await asyncio.gather(*(job.client.exists(n) for n in names))
+                content["missing"] = [n for n, ok in zip(names, found) if not ok]
             else:
-                for name in names:
-                    path = self.exchange.new_path(name)
-                    n = await job.client.fetch(name, path)
+                paths = [self.exchange.new_path(n) for n in names]
+                counts = await asyncio.gather(*(job.client.fetch(n, p) for n, p in zip(names, paths)))
+                for name, path, n in zip(names, paths, counts):
                     if n < 0:
                         content["missing"].append(name)
                         continue
@@ -283,22 +282,24 @@ class Hub:
         client = job.client
         metas = msg.content.get("arrays", [])
         try:
-            if len(metas) > 1:
-                missing = [m["name"] for m in metas if not await client.exists(m["name"])]
+            if len(metas) > 1:  # all or none: check every array before changing any
+                found = await asyncio.gather(*(client.exists(m["name"]) for m in metas))
+                missing = [m["name"] for m, ok in zip(metas, found) if not ok]
                 if missing:
                     client.error(f"{job.selector}: array {' '.join(missing)} not found; no array was changed")
                     return
-            for meta, buf in zip(metas, msg.buffers):
-                samples = wire.buffer_to_array(meta, buf)
-                path = self.exchange.write(meta["name"], samples, meta.get("sr"))
-                try:
-                    n = await client.store(path, meta["name"])
-                finally:
+            paths = [self.exchange.write(m["name"], wire.buffer_to_array(m, buf), m.get("sr"))
+                     for m, buf in zip(metas, msg.buffers)]
+            try:
+                counts = await asyncio.gather(*(client.store(p, m["name"]) for p, m in zip(paths, metas)))
+            finally:
+                for path in paths:
                     self.exchange.discard(path)
-                if n < 0:
-                    client.error(f"{job.selector}: array {meta['name']} not found: create it with "
-                                 f"[array define {meta['name']}]")
-                    return
+            missing = [m["name"] for m, n in zip(metas, counts) if n < 0]
+            if missing:
+                client.error(f"{job.selector}: array {' '.join(missing)} not found: create it with "
+                             f"[array define {missing[0]}]")
+                return
             results = msg.content.get("results") or [["done", job.selector]]
             for line in results:
                 client.result(line)
