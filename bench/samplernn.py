@@ -8,9 +8,10 @@ Measures, in one run:
   391 s on this machine kind;
 - ``rtf``: realtime factor (seconds of audio per second of wall time, per sequence and summed over
   the batch) at batch 1, 2 and 8, for int8 and fp32, from ``--rtf_seconds`` of audio;
-- ``parts``: what each folding in generate.py saves, timed per step: the sample tier with the
+- ``parts``: what each choice in generate.py saves, timed per step: the sample tier with the
   embedding x convolution x hidden1 table against embedding + convolution + hidden1 computed
-  directly, and the frame tier's conditioning projected once per big frame against once per frame.
+  directly, the frame tier's conditioning projected once per big frame against once per frame,
+  and the per-sample loop as plain Python against TorchScript.
 
 Prints one JSON object, then one summary line. Run with the torch environment's Python:
 ``.cache/envs/torch/bin/python bench/samplernn.py``.
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workers.samplernn.config import SampleRNNConfig  # noqa: E402
-from workers.samplernn.generate import Sampler, generate_audio, output_length  # noqa: E402
+from workers.samplernn.generate import Sampler, _SampleTier, generate_audio, output_length  # noqa: E402
 from workers.samplernn.model import SampleRNN  # noqa: E402
 
 PRISM_GENERATE_S = 391.0  # PRiSM generate.py, 2 x 4 s, default config, this machine kind (research notes)
@@ -58,7 +59,7 @@ def per_call_us(fn, repeats: int) -> float:
 
 @torch.no_grad()
 def parts(model: SampleRNN, sampler: Sampler, batch: int) -> dict:
-    """Per-step costs of the folded computations against computing the same thing directly."""
+    """Per-step costs of each speed-up in generate.py against computing the same thing directly."""
     cfg = model.config
     mlp = model.sample_mlp
     window = torch.randint(0, cfg.q_levels, (batch, cfg.frame_size))
@@ -68,7 +69,7 @@ def parts(model: SampleRNN, sampler: Sampler, batch: int) -> dict:
         emb = mlp.embedding(window).transpose(1, 2)
         return mlp.hidden1(mlp.inputs(emb)[:, :, 0] + cond)
 
-    idx = window + sampler.offsets
+    idx = window + sampler.sample_tier.offsets
 
     def folded_sample_input() -> torch.Tensor:
         return F.embedding_bag(idx, sampler.table, mode="sum") + cond
@@ -85,13 +86,32 @@ def parts(model: SampleRNN, sampler: Sampler, batch: int) -> dict:
     def conditioning_per_big_frame() -> None:
         sampler.frame.cond_projection(sampler.big.upsample(big_out[:, :cfg.dim]).reshape(batch * ratio, cfg.dim))
 
-    return {
+    # The per-sample loop of one frame: plain Python module against its TorchScript version.
+    eager = _SampleTier(sampler.table, sampler.sample_tier.offsets, sampler.sample_tier.hidden2,
+                        sampler.sample_tier.outputs, cfg.frame_size)
+    hist = torch.randint(0, cfg.q_levels, (batch, 4 * cfg.big_frame_size))
+    c1 = torch.randn(batch, cfg.frame_size, cfg.dim)
+    inv_temp = torch.ones(batch, cfg.frame_size)
+    noise = torch.randn(batch, cfg.frame_size, cfg.q_levels)
+    p_f = 2 * cfg.big_frame_size
+
+    def loop(tier) -> None:
+        tier(hist, p_f, c1, inv_temp, noise, True)
+
+    result = {
         "batch": batch,
-        "sample_tier_input_direct_us": round(per_call_us(direct_sample_input, 300), 1),
-        "sample_tier_input_folded_us": round(per_call_us(folded_sample_input, 300), 1),
-        "frame_conditioning_per_frame_us": round(per_call_us(conditioning_per_frame, 30), 1),
-        "frame_conditioning_per_big_frame_us": round(per_call_us(conditioning_per_big_frame, 30), 1),
+        "precision": sampler.precision,
+        "sample_loop_python_us_per_sample": round(per_call_us(lambda: loop(eager), 50) / cfg.frame_size, 1),
+        "sample_loop_torchscript_us_per_sample": round(per_call_us(lambda: loop(sampler.sample_tier), 50) / cfg.frame_size, 1),
     }
+    if sampler.precision == "fp32":  # the foldings, compared at the same precision
+        result.update({
+            "sample_tier_input_direct_us": round(per_call_us(direct_sample_input, 300), 1),
+            "sample_tier_input_folded_us": round(per_call_us(folded_sample_input, 300), 1),
+            "frame_conditioning_per_frame_us": round(per_call_us(conditioning_per_frame, 30), 1),
+            "frame_conditioning_per_big_frame_us": round(per_call_us(conditioning_per_big_frame, 30), 1),
+        })
+    return result
 
 
 def main() -> None:
@@ -121,7 +141,7 @@ def main() -> None:
     seconds = {"int8": args.rtf_seconds, "fp32": args.fp32_seconds}
     result["rtf"] = {name: [timed_generation(s, b, seconds[name], sr) for b in args.batches]
                      for name, s in samplers.items()}
-    result["parts"] = [parts(model, samplers.get("fp32", samplers["int8"]), b) for b in args.batches]
+    result["parts"] = [parts(model, s, b) for s in samplers.values() for b in args.batches]
     result["load_average_after"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
     goal = result["goal"]

@@ -40,7 +40,6 @@ from .config import SampleRNNConfig
 from .model import ModelState, SampleRNN
 from .quantize import dequantize, quantize, zero_class
 
-Linear = Callable[[torch.Tensor], torch.Tensor]
 PRECISIONS = ("fp32", "int8")
 
 
@@ -54,24 +53,53 @@ def output_length(dur_seconds: float, sample_rate: int, big_frame_size: int = 64
     return max(total - big_frame_size, 0)
 
 
-def _linear(weight: torch.Tensor, bias: Optional[torch.Tensor], precision: str) -> Linear:
-    """A matrix product ``x @ weight.T + bias`` in the requested precision."""
-    weight = weight.detach().contiguous()
-    bias = None if bias is None else bias.detach().contiguous()
+def _linear(weight: torch.Tensor, bias: Optional[torch.Tensor], precision: str) -> nn.Module:
+    """A module computing ``x @ weight.T + bias`` in the requested precision."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None).to(weight.device)
+    with torch.no_grad():
+        layer.weight.copy_(weight.detach())
+        if bias is not None:
+            layer.bias.copy_(bias.detach())
     if precision == "int8":
-        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-        with torch.no_grad():
-            layer.weight.copy_(weight)
-            if bias is not None:
-                layer.bias.copy_(bias)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantized = torch.ao.quantization.quantize_dynamic(
-                nn.Sequential(layer), {nn.Linear}, dtype=torch.qint8)
-        return quantized[0]
-    if bias is None:
-        return lambda x: torch.mm(x, weight.t())
-    return lambda x: torch.addmm(bias, x, weight.t())
+            warnings.simplefilter("ignore")  # eager-mode quantisation's deprecation notice
+            return torch.ao.quantization.quantize_dynamic(
+                nn.Sequential(layer), {nn.Linear}, dtype=torch.qint8)[0]
+    return layer
+
+
+class _SampleTier(nn.Module):
+    """The per-sample loop over one frame, compiled with TorchScript.
+
+    The work per sample is a handful of small tensor operations, so the Python interpreter's cost
+    per operation is a large share of it; scripting the 16-sample loop halves the per-sample time
+    at batch 1-2 (docs/models/samplernn.md).
+    """
+
+    def __init__(self, table: torch.Tensor, offsets: torch.Tensor, hidden2: nn.Module,
+                 outputs: nn.Module, frame_size: int):
+        super().__init__()
+        self.register_buffer("table", table)
+        self.register_buffer("offsets", offsets)
+        self.hidden2 = hidden2
+        self.outputs = outputs
+        self.frame_size = frame_size
+
+    def forward(self, hist: torch.Tensor, p_f: int, c1: torch.Tensor, inv_temp: torch.Tensor,
+                noise: torch.Tensor, sample: bool) -> torch.Tensor:
+        """Logits (B, frame_size, q) of samples ``p_f ..``; writes the sampled classes into
+        ``hist`` when ``sample`` (else ``hist`` already holds them: teacher forcing)."""
+        out = []
+        for i in range(self.frame_size):
+            p = p_f + i
+            idx = hist[:, p - self.frame_size:p] + self.offsets
+            a = F.embedding_bag(idx, self.table, mode="sum").add_(c1[:, i]).relu_()
+            logits = self.outputs(self.hidden2(a).relu_())
+            if sample:
+                hist[:, p] = torch.argmax(torch.addcmul(noise[:, i], logits, inv_temp[:, i:i + 1]), 1)
+            else:
+                out.append(logits)
+        return torch.stack(out, 1) if len(out) > 0 else noise
 
 
 @dataclass
@@ -79,9 +107,9 @@ class _Cell:
     """One RNN layer, stepped: ``w_ih`` is None for a first layer whose input gates are given."""
 
     kind: str
-    w_ih: Optional[Linear]
-    w_hh: Linear
-    skip: Optional[Linear]
+    w_ih: Optional[nn.Module]
+    w_hh: nn.Module
+    skip: Optional[nn.Module]
 
     def step(self, gi: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor]
              ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -185,9 +213,12 @@ class Sampler:
             emb = mlp.embedding.weight.detach()  # (q, emb)
             table = torch.einsum("qe,dek->kqd", emb, conv)
             self.table = (table.reshape(-1, dim) @ w1.t()).contiguous()
-            self.offsets = torch.arange(fs, device=self.device) * cfg.q_levels
-            self.hidden2 = _linear(mlp.hidden2.weight, mlp.hidden2.bias, precision)
-            self.outputs = _linear(mlp.outputs.weight, mlp.outputs.bias, precision)
+            offsets = torch.arange(fs, device=self.device) * cfg.q_levels
+            tier = _SampleTier(self.table, offsets, _linear(mlp.hidden2.weight, mlp.hidden2.bias, precision),
+                               _linear(mlp.outputs.weight, mlp.outputs.bias, precision), fs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+                self.sample_tier = torch.jit.script(tier)
 
     def _prime(self, q: torch.Tensor) -> ModelState:
         """Run the (float) model over all but the last big frame of ``q`` to set the RNN states."""
@@ -227,18 +258,14 @@ class Sampler:
         per_sample_temp = inv_temp.shape[1] > 1
         generator = torch.Generator(device=self.device)
         generator.manual_seed(rng_seed if rng_seed is not None else int(torch.randint(2**62, (1,))))
-        noise: list[torch.Tensor] = []
 
-        def draw(j: int) -> None:
+        def frame_inputs(j: int) -> tuple[torch.Tensor, torch.Tensor]:
             uniform = torch.rand(batch, bfs, q_levels, generator=generator,
                                  device=self.device).clamp_(min=1e-20)
-            noise[:] = [-torch.log(-torch.log(uniform))]
+            scale = inv_temp[:, j * bfs:(j + 1) * bfs] if per_sample_temp else inv_temp.expand(batch, bfs)
+            return scale, -torch.log(-torch.log(uniform))
 
-        def pick(k: int, logits: torch.Tensor) -> torch.Tensor:
-            scale = inv_temp[:, k:k + 1] if per_sample_temp else inv_temp
-            return torch.argmax(torch.addcmul(noise[0][:, k % bfs], logits, scale), 1)
-
-        self._loop(hist, n_big, big_state, frame_state, draw, pick, progress)
+        self._loop(hist, n_big, big_state, frame_state, frame_inputs, None, progress)
         return hist[:, bfs:bfs + num_samples].cpu().numpy()
 
     @torch.no_grad()
@@ -255,26 +282,29 @@ class Sampler:
         state = self.model.initial_state(batch, self.device)
         out = torch.empty(batch, n_big * bfs, cfg.q_levels, device=self.device)
 
-        def record(k: int, logits: torch.Tensor) -> torch.Tensor:
-            out[:, k] = logits
-            return hist[:, bfs + k]
-
         self._loop(hist, n_big, _state_for_sampler(state[0], cfg.rnn_type),
-                   _state_for_sampler(state[1], cfg.rnn_type), lambda j: None, record, None)
+                   _state_for_sampler(state[1], cfg.rnn_type), None, out, None)
         return out.cpu().numpy()
 
     def _loop(self, hist: torch.Tensor, n_big: int, big_state: list[list[torch.Tensor]],
-              frame_state: list[list[torch.Tensor]], start_big_frame: Callable[[int], None],
-              emit: Callable[[int, torch.Tensor], torch.Tensor],
+              frame_state: list[list[torch.Tensor]],
+              frame_inputs: Optional[Callable[[int], tuple[torch.Tensor, torch.Tensor]]],
+              logits_out: Optional[torch.Tensor],
               progress: Optional[Callable[[float], None]]) -> None:
-        """Step all tiers over ``n_big`` big frames; ``emit(k, logits)`` gives sample k's class."""
+        """Step all tiers over ``n_big`` big frames after the context in ``hist``.
+
+        Sampling: ``frame_inputs(j)`` gives big frame j's inverse temperatures (B, bfs) and Gumbel
+        noise (B, bfs, q), and the classes are written into ``hist``. Teacher forcing:
+        ``frame_inputs`` is None, ``hist`` holds the classes and the logits go to ``logits_out``.
+        """
         cfg = self.config
         bfs, fs, dim = cfg.big_frame_size, cfg.frame_size, cfg.dim
         batch = hist.shape[0]
         ratio = bfs // fs
+        empty = torch.empty(0, device=self.device)
         for j in range(n_big):
             p_big = bfs + j * bfs
-            start_big_frame(j)
+            inv_temp, noise = frame_inputs(j) if frame_inputs is not None else (empty, empty)
             big_out = self.big.step(hist[:, p_big - bfs:p_big], None, big_state)
             cond_gates = self.frame.cond_projection(big_out.reshape(batch * ratio, dim))
             cond_gates = cond_gates.reshape(batch, ratio, -1)
@@ -282,12 +312,13 @@ class Sampler:
                 p_f = p_big + f * fs
                 c1 = self.frame.step(hist[:, p_f - fs:p_f], cond_gates[:, f], frame_state)
                 c1 = c1.reshape(batch, fs, dim)
-                for s in range(fs):
-                    p = p_f + s
-                    idx = hist[:, p - fs:p] + self.offsets
-                    a = F.embedding_bag(idx, self.table, mode="sum").add_(c1[:, s]).relu_()
-                    logits = self.outputs(self.hidden2(a).relu_())
-                    hist[:, p] = emit(p - bfs, logits)
+                if frame_inputs is not None:
+                    self.sample_tier(hist, p_f, c1, inv_temp[:, f * fs:(f + 1) * fs],
+                                     noise[:, f * fs:(f + 1) * fs], True)
+                else:
+                    assert logits_out is not None
+                    k = p_f - bfs
+                    logits_out[:, k:k + fs] = self.sample_tier(hist, p_f, c1, empty, empty, False)
             if progress is not None:
                 progress((j + 1) / n_big)
 

@@ -21,7 +21,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -65,7 +65,8 @@ def _quantized_batch(group: list[np.ndarray], config: SampleRNNConfig) -> torch.
 
 def run_epoch(model: SampleRNN, chunks: list[np.ndarray], batch_size: int, rng: random.Random,
               device: torch.device, optimizer: Optional[torch.optim.Optimizer] = None,
-              on_step=None, max_steps: Optional[int] = None) -> tuple[float, float, int]:
+              on_step: Optional[Callable[[float], None]] = None,
+              max_steps: Optional[int] = None) -> tuple[float, float, int]:
     """One pass over ``chunks``: training if an optimizer is given, else evaluation.
 
     Returns mean loss (nats per sample), accuracy, and steps taken.
@@ -146,16 +147,15 @@ def train(args: argparse.Namespace) -> Path:
     log_path = out / "train_log.jsonl"
     last = existing[-1][1] if existing else None
     started = time.time()
+    first_step = step
 
     def on_step(loss: float) -> None:
         nonlocal step
         step += 1
         if step % args.log_every == 0:
-            rate = step_counter[0] / max(time.time() - started, 1e-9)
+            rate = (step - first_step) / max(time.time() - started, 1e-9)
             print(f"epoch {epoch + 1} step {step} loss {loss:.4f} ({rate:.2f} steps/s)", flush=True)
-        step_counter[0] += 1
 
-    step_counter = [0]
     while epoch < args.num_epochs and (args.max_steps is None or step < args.max_steps):
         remaining = None if args.max_steps is None else args.max_steps - step
         loss, acc, _ = run_epoch(model, corpus.train, args.batch_size, rng, device, optimizer,
