@@ -16,7 +16,8 @@ weights are first rearranged so that each step does as little work as possible:
   divide, an add and an argmax; temperature may differ per sequence and per sample.
 
 Per sample that leaves one gather-sum, two matrix-vector products (hidden2, outputs) and the
-sampling; per frame the RNN cells and the upsampling. ``precision="int8"`` swaps the large matrix
+sampling, run as a TorchScript loop over each frame's 16 samples so the interpreter is not paid per
+operation; per frame the RNN cells and the upsampling. ``precision="int8"`` swaps the large matrix
 products for PyTorch's dynamically quantised int8 kernels (weights per-channel int8, activations
 quantised per call), which on CPUs is several times faster because generation at small batch sizes
 is limited by reading the weights from memory; the result sounds the same but is not bit-equal to
