@@ -63,13 +63,14 @@ def load(req: Request) -> None:
     # One thread by default: generation is limited by memory bandwidth, and a second busy core would
     # take the one Pd's audio runs on (on a shared 2-core machine, 2 threads measured 4x slower).
     torch.set_num_threads(threads)
-    req.state.clear()
     try:
         loaded = resolve_model(ckpt, config_path)
     except (CheckpointError, ConfigError, PrismImportError, TFCheckpointError) as exc:
         raise PdError(str(exc)) from exc
     loaded.model.to(req.device)
-    req.state.update(model=loaded, sampler=Sampler(loaded.model, precision), num_seqs=num_seqs)
+    sampler = Sampler(loaded.model, precision)
+    req.state.clear()  # only now: a failed load leaves the previous model in place
+    req.state.update(model=loaded, sampler=sampler, num_seqs=num_seqs)
     req.reply("loaded", num_seqs, loaded.config.sample_rate)
 
 
