@@ -150,3 +150,17 @@ def test_help_and_example_patches_open_without_errors(patch: str) -> None:
     console = done.stdout + done.stderr
     assert done.returncode == 0, console
     assert "error" not in console and "couldn't create" not in console, console
+
+
+def test_prism_checkpoint_through_pd(pd: PdDriver) -> None:
+    """A PRiSM run folder loads with its config; like the course, --out_sr is the model's rate."""
+    fixture = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "samplernn_prism"
+    pd.send("load", "--", "--ckpt_dir", str(fixture / "checkpoint"))
+    assert "--config" in pd.error(timeout=120)
+    pd.send("load", "--", "--ckpt_dir", str(fixture / "checkpoint"), "--config", str(fixture / "tiny.config.json"))
+    assert pd.result("loaded", timeout=120) == [1.0, 16000.0]
+    pd.send("generate", "--out_sr", 22050, "--dur", 0.5, "--temp", 0.95, "--out", "drv-a")
+    # 0.5 s x 22050 rounded down to whole big frames (11008), minus the dropped first one; no resampling.
+    assert pd.result("generated", timeout=120) == ["drv-a", 22050.0, 10944.0]
+    pd.send("info")
+    assert pd.result("checkpoint") == ["prism", str(fixture / "checkpoint" / "model.ckpt-2")]
