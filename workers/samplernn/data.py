@@ -82,7 +82,8 @@ class Corpus:
 def build_corpus(folder: Path, sample_rate: int, chunk_seconds: float, overlap_seconds: float,
                  val_frac: float, seed: int) -> Corpus:
     """Read, chunk and split a folder of audio. Validation chunks come from whole files when there
-    are several files (so overlapping chunks of one file never straddle the split)."""
+    are enough files for ``val_frac`` of them to be at least one (so overlapping chunks of one file
+    never straddle the split); otherwise ``val_frac`` of the chunks is held out."""
     files = find_audio_files(folder)
     if not files:
         raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
@@ -92,10 +93,10 @@ def build_corpus(folder: Path, sample_rate: int, chunk_seconds: float, overlap_s
         raise ValueError("chunk length must be positive and larger than the overlap")
     per_file = [chunk(load_mono(f, sample_rate), chunk_len, hop) for f in files]
     rng = random.Random(seed)
-    if len(files) > 1 and val_frac > 0:
+    n_val = int(round(len(files) * val_frac))
+    if 1 <= n_val < len(files):
         order = list(range(len(files)))
         rng.shuffle(order)
-        n_val = max(1, int(round(len(files) * val_frac)))
         val = [c for i in order[:n_val] for c in per_file[i]]
         train = [c for i in order[n_val:] for c in per_file[i]]
     else:

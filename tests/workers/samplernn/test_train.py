@@ -11,7 +11,7 @@ import torch
 
 from workers.samplernn import train
 from workers.samplernn.checkpoint import pdbridge_checkpoints, read_checkpoint, resolve_model
-from workers.samplernn.data import chunk, load_mono
+from workers.samplernn.data import build_corpus, chunk, load_mono
 from workers.samplernn.generate import Sampler, generate_audio
 from workers.samplernn.model import SampleRNN
 
@@ -106,3 +106,15 @@ def test_chunking_overlaps_and_skips_silence() -> None:
     # starts 0, 1500, 3000 (silent, dropped), 4500 (3/4 silent, dropped), 6000 (2000 samples, kept)
     assert [len(p) for p in pieces] == [2000, 2000, 2000]
     assert all(np.mean(p != 0) >= 0.5 for p in pieces)
+
+
+def test_validation_split_by_file_or_by_chunk(tmp_path: Path) -> None:
+    tone = (0.5 * np.sin(2 * np.pi * 300 * np.arange(4 * SR) / SR)).astype(np.float32)
+    for i in range(10):
+        sf.write(tmp_path / f"f{i}.wav", tone, SR)
+    by_file = build_corpus(tmp_path, SR, 1.0, 0.0, 0.2, seed=0)
+    assert (len(by_file.train), len(by_file.val)) == (32, 8)  # 2 whole files of 4 chunks
+    for i in range(2, 10):
+        (tmp_path / f"f{i}.wav").unlink()
+    by_chunk = build_corpus(tmp_path, SR, 1.0, 0.0, 0.2, seed=0)  # 0.2 x 2 files rounds to 0 files
+    assert (len(by_chunk.train), len(by_chunk.val)) == (6, 2)
