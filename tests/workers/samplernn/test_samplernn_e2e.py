@@ -20,11 +20,6 @@ from workers.samplernn.model import SampleRNN
 
 pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
 
-SAMPLERNN_WORKER = """
-[workers.samplernn]
-env = "torch"
-module = "workers.samplernn.worker"
-"""
 SR = 8000
 
 
@@ -41,9 +36,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def samplernn_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
-    extra = tmp_path_factory.mktemp("samplernn_cfg") / "workers.toml"
-    extra.write_text(SAMPLERNN_WORKER)
-    config = load_config(extra)
+    config = load_config()  # environment/workers.toml: samplernn runs in the torch environment
     if config.worker("samplernn").missing_reason():
         pytest.skip(config.worker("samplernn").missing_reason())
     hub = HubThread(config=config, log_dir=tmp_path_factory.mktemp("samplernn_logs"))
