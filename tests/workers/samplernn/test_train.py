@@ -57,7 +57,8 @@ def test_trained_model_generates_the_training_pitch(periodic_corpus: Path, tmp_p
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["val_loss"] < log[0]["val_loss"]
     temps = np.full((2, 1), 0.9)
-    trained = generate_audio(Sampler(loaded.model), SR // 2, temps, rng_seed=3)
+    trained = np.concatenate([generate_audio(Sampler(loaded.model, precision), SR // 2, temps, rng_seed=3)
+                              for precision in ("fp32", "int8")])
     torch.manual_seed(0)
     untrained = generate_audio(Sampler(SampleRNN(loaded.config).eval()), SR // 2, temps, rng_seed=3)
     for audio in trained:
