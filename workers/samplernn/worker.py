@@ -70,7 +70,7 @@ def load(req: Request) -> None:
     loaded.model.to(req.device)
     sampler = Sampler(loaded.model, precision)
     req.state.clear()  # only now: a failed load leaves the previous model in place
-    req.state.update(model=loaded, sampler=sampler, num_seqs=num_seqs)
+    req.state.update(model=loaded, sampler=sampler)
     req.reply("loaded", num_seqs, loaded.config.sample_rate)
 
 
