@@ -38,6 +38,8 @@ class Demo:
 
 DEMOS = [
     Demo("diagnostics", "bridge check (a test tone, not a model)"),
+    Demo("samplernn", "SampleRNN: 3 s from a small model trained here on a synthetic melody",
+         prepare="workers.samplernn.demo_model"),
 ]
 
 
