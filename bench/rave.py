@@ -36,7 +36,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 # This file is named rave.py: take its folder off the path so `import rave` finds acids-rave.
-sys.path[:] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "workers" / "rave")] + [
+sys.path[:] = [str(ROOT), str(ROOT / "tests")] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from pdbridge.config import load_config  # noqa: E402
@@ -46,7 +46,7 @@ SR = 44100
 
 
 def make_v2_small(work: Path, streaming: bool) -> Path:
-    from rave_upstream_export import build_random_run, export
+    from workers.rave.export_random import build_random_run, export
 
     return export(build_random_run(work / "v2_small"), work / "out", streaming=streaming)
 

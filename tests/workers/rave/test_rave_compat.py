@@ -21,7 +21,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from rave_upstream_export import build_random_run, export
+    from workers.rave.export_random import build_random_run, export
 
     root = tmp_path_factory.mktemp("rave_upstream")
     run = build_random_run(root / "v2_small")

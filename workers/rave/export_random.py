@@ -1,11 +1,16 @@
 """Real RAVE exports made by acids-rave itself from a randomly initialised run (no weights needed).
 
-The run folder looks like what ``rave train`` leaves: ``config.gin`` (the operative gin config) and
-``version_0/checkpoints/last.ckpt`` holding ``{"state_dict": ...}``. Then acids-rave's own
-``rave export`` turns it into the ``.ts`` file users download. Untrained weights leave the PCA
-``fidelity`` at zero, which would crop the exported latent to one dimension; we store the cumulative
-explained variance of halving component variances instead (as training would measure it), so the
-export keeps 4 dimensions at the default ``--fidelity 0.95``.
+No trained RAVE can be downloaded here, yet the demo, the compat tests and the benchmark need files
+exactly like the ``.ts`` files users download. So this builds the run folder ``rave train`` leaves
+(``config.gin``, the operative gin config, and ``version_0/checkpoints/last.ckpt`` holding
+``{"state_dict": ...}``) with acids-rave's public ``rave.RAVE`` class, then lets acids-rave's own
+``rave export`` command turn it into the ``.ts``. Untrained weights leave the PCA ``fidelity`` at
+zero, which would crop the exported latent to one dimension; we store the cumulative explained
+variance of halving component variances instead (as training would measure it), so the export keeps
+4 dimensions at the default ``--fidelity 0.95``.
+
+Needs acids-rave installed (the torch environment has it); imported lazily so that importing this
+module costs nothing.
 """
 from __future__ import annotations
 
