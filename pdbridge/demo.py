@@ -40,6 +40,8 @@ DEMOS = [
     Demo("diagnostics", "bridge check (a test tone, not a model)"),
     Demo("samplernn", "SampleRNN: 3 s from a small model trained here on a synthetic melody",
          prepare="workers.samplernn.demo_model"),
+    Demo("rave", "RAVE: a sound through a random-weight v2_small export (timbre transfer path)",
+         prepare="workers.rave.demo_model"),
 ]
 
 
