@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Optional
 
 from .config import PROJECT_ROOT, WorkerConfig, load_config
@@ -33,7 +34,7 @@ def check_env(name: str, worker: WorkerConfig) -> tuple[str, str]:
     out = _run(worker, "import sys; print(sys.version.split()[0])")
     if out is None:
         return BAD, f"environment {name}: {worker.python} does not run: rebuild with `make env-{name}`"
-    return OK, f"environment {name}: Python {out} ({worker.python})"
+    return OK, f"environment {name}: Python {out} ({_shown(worker.python)})"
 
 
 def check_worker(worker: WorkerConfig) -> tuple[str, str]:
@@ -54,6 +55,14 @@ def check_gpu() -> tuple[str, str]:
         if out.returncode == 0 and out.stdout.strip():
             return OK, f"GPU: {out.stdout.strip().splitlines()[0]} (models use it with --device auto)"
     return INFO, "GPU: none visible; models run on the CPU"
+
+
+def _shown(path: Path) -> str:
+    """Paths inside the project are shown relative to it, as the README and the Makefile write them."""
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _env() -> dict[str, str]:
