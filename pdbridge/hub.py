@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import zmq
-import zmq.asyncio
 
 from . import fudi, wire
 from .config import Config, load_config
@@ -32,7 +31,6 @@ log = logging.getLogger("pdbridge.hub")
 DEFAULT_PD_PORT = 41750
 PD_PROTOCOL = 1
 """Version of the FUDI conversation between [pdbridge.conn] and the hub (see docs/protocol.md)."""
-PING_INTERVAL_S = 1.0
 WARNINGS_PER_S = 1
 
 
@@ -50,14 +48,16 @@ class Hub:
         self.clients: dict[int, PdClient] = {}
         self.slots = {m: WorkerSlot(self, c) for m, c in self.config.workers.items()}
         self.worker_url = ""
+        self.local_worker_url = ""
         self.dropped_frames = 0
         self.timings: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
         """Recent requests: seconds in the worker's handler and from Pd's message to the result."""
         self._ids = itertools.count(1)
         self._by_identity: dict[bytes, WorkerSlot] = {}
         self._server: Optional[asyncio.base_events.Server] = None
-        self._zctx = zmq.asyncio.Context()
-        self._router: Optional[zmq.asyncio.Socket] = None
+        self._zctx = zmq.Context()
+        self._router: Optional[zmq.Socket] = None
+        self._drain_scheduled = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._warned = 0.0
 
@@ -68,11 +68,15 @@ class Hub:
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.bind(self.worker_bind)
         self.worker_url = self._router.getsockopt_string(zmq.LAST_ENDPOINT).replace("0.0.0.0", "127.0.0.1")
+        # Workers the hub starts itself connect over a Unix socket in the per-run folder (no TCP stack)
+        self._router.bind(f"ipc://{self.exchange.root}/workers")
+        self.local_worker_url = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._server = await asyncio.start_server(self._serve_pd, self.pd_host, self.pd_port)
         self.pd_port = self._server.sockets[0].getsockname()[1]
         for model in self.slots:
             (self.log_dir / f"{model}.log").write_text("")
-        self._tasks = [asyncio.create_task(self._worker_loop()), asyncio.create_task(self._housekeeping())]
+        asyncio.get_running_loop().add_reader(self._router.getsockopt(zmq.FD), self._drain_workers)
+        self._tasks = [asyncio.create_task(self._housekeeping())]
         log.info("hub: Pd port %d, workers at %s, arrays in %s", self.pd_port, self.worker_url, self.exchange.root)
 
     async def stop(self) -> None:
@@ -92,6 +96,7 @@ class Hub:
             client.close()
             client.writer.close()
         if self._router:
+            asyncio.get_running_loop().remove_reader(self._router.getsockopt(zmq.FD))
             self._router.close()
         self._zctx.term()
         self.exchange.close()
@@ -174,21 +179,37 @@ class Hub:
     def send_to_worker(self, slot: WorkerSlot, msg: wire.Message, msg_id: Optional[str] = None) -> None:
         if msg_id:
             msg.msg_id = msg_id
-        if slot.identity is None or self._router is None:
+        if slot.identity is not None:
+            self._send(slot.identity, msg)
+
+    def _send(self, identity: bytes, msg: wire.Message) -> None:
+        if self._router is None:
             return
-        sent = self._router.send_multipart([slot.identity, *self.session.serialize(msg)], copy=False)
-        sent.add_done_callback(lambda f: f.exception() and log.warning(  # type: ignore[func-returns-value]
-            "could not send %s to the %s worker: %s", msg.msg_type, slot.model, f.exception()))
+        try:
+            # zero-copy only pays off for array buffers; small frames are cheaper copied
+            self._router.send_multipart([identity, *self.session.serialize(msg)], flags=zmq.NOBLOCK,
+                                        copy=not msg.buffers)
+        except zmq.ZMQError as exc:  # the peer is gone (ROUTER_MANDATORY); its exit is noticed elsewhere
+            log.warning("could not send %s to %r: %s", msg.msg_type, identity, exc)
+        self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        """ZeroMQ's FD is edge-triggered and a send can swallow the edge: look again soon."""
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain_workers)
 
     def worker_lost(self, slot: WorkerSlot) -> None:
         for identity, s in list(self._by_identity.items()):
             if s is slot:
                 del self._by_identity[identity]
 
-    async def _worker_loop(self) -> None:
-        assert self._router is not None
-        while True:
-            frames = await self._router.recv_multipart(copy=False)
+    def _drain_workers(self) -> None:
+        """Handle every message the workers have sent, in the loop iteration that noticed them."""
+        self._drain_scheduled = False
+        router = self._router
+        while router is not None and router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
             try:
                 identities, msg = self.session.deserialize(frames)
             except wire.InvalidMessage as exc:
@@ -212,6 +233,12 @@ class Hub:
                 client.log(text)
 
     def _on_worker_message(self, identity: bytes, msg: wire.Message) -> None:
+        if msg.msg_type == "heartbeat":  # from the worker's heartbeat socket: answer it
+            beating = self._by_identity.get(str(msg.content.get("worker", "")).encode())
+            if beating is not None:
+                beating.last_heard = time.monotonic()
+                self._send(identity, self.session.msg("ping"))
+            return
         slot = self._by_identity.get(identity)
         if msg.msg_type == "hello":
             model = msg.content.get("model")
@@ -229,8 +256,6 @@ class Hub:
         if slot is None:
             return
         slot.last_heard = time.monotonic()
-        if msg.msg_type == "heartbeat":
-            return
         job = slot.job_for(msg)
         if job is None:
             return
@@ -240,7 +265,10 @@ class Hub:
             asyncio.create_task(self._serve_arrays(slot, job, msg))
         elif msg.msg_type == "done":
             slot.finish(job)
-            asyncio.create_task(self._deliver(job, msg))
+            if msg.content.get("arrays"):
+                asyncio.create_task(self._deliver(job, msg))
+            else:
+                self._send_results(job, msg)
         elif msg.msg_type == "error":
             slot.finish(job)
             if msg.content.get("ename") == "Cancelled" and (job.cancel_requested or job.timed_out is None):
@@ -278,11 +306,17 @@ class Hub:
         self.send_to_worker(slot, self.session.msg("array_reply", content, parent=msg, buffers=buffers))
 
     async def _deliver(self, job: Job, msg: wire.Message) -> None:
-        """Land output arrays in Pd (all or none), then send the result lines."""
+        """Land output arrays in Pd (all or none), then send the result lines.
+
+        When the worker already had Pd confirm every output array exists (``req.check_arrays``),
+        the result lines go out right behind the ``_array`` reads, so Pd lands the arrays and
+        reports the result in the same scheduler tick instead of one sleep cycle later.
+        """
         client = job.client
         metas = msg.content.get("arrays", [])
+        confirmed = set(msg.content.get("checked", [])) >= {m["name"] for m in metas}
         try:
-            if len(metas) > 1:  # all or none: check every array before changing any
+            if len(metas) > 1 and not confirmed:  # all or none: check every array before changing any
                 found = await asyncio.gather(*(client.exists(m["name"]) for m in metas))
                 missing = [m["name"] for m, ok in zip(metas, found) if not ok]
                 if missing:
@@ -291,7 +325,11 @@ class Hub:
             paths = [self.exchange.write(m["name"], wire.buffer_to_array(m, buf), m.get("sr"))
                      for m, buf in zip(metas, msg.buffers)]
             try:
-                counts = await asyncio.gather(*(client.store(p, m["name"]) for p, m in zip(paths, metas)))
+                stores = asyncio.gather(*(client.store(p, m["name"]) for p, m in zip(paths, metas)))
+                if confirmed:
+                    await asyncio.sleep(0)  # let the _array messages be written first
+                    self._send_results(job, msg)
+                counts = await stores
             finally:
                 for path in paths:
                     self.exchange.discard(path)
@@ -300,21 +338,21 @@ class Hub:
                 client.error(f"{job.selector}: array {' '.join(missing)} not found: create it with "
                              f"[array define {missing[0]}]")
                 return
-            results = msg.content.get("results") or [["done", job.selector]]
-            for line in results:
-                client.result(line)
-            self.timings.append({"selector": job.selector, "worker_s": msg.content.get("elapsed_s"),
-                                 "hub_s": time.monotonic() - job.received})
+            if not confirmed:
+                self._send_results(job, msg)
         except PdGone:
             pass
 
+    def _send_results(self, job: Job, msg: wire.Message) -> None:
+        for line in msg.content.get("results") or [["done", job.selector]]:
+            job.client.result(line)
+        self.timings.append({"selector": job.selector, "worker_s": msg.content.get("elapsed_s"),
+                             "hub_s": time.monotonic() - job.received})
+
     async def _housekeeping(self) -> None:
-        """Ping workers (a spawned worker exits if the hub goes silent) and watch remote heartbeats."""
+        """Declare workers started by hand dead after a second without a heartbeat."""
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
             for slot in self.slots.values():
                 slot.check_silence(now)
-                if slot.identity and slot.ready.is_set() and now - slot.last_pinged >= PING_INTERVAL_S:
-                    slot.last_pinged = now
-                    self.send_to_worker(slot, self.session.msg("ping"))

@@ -60,7 +60,6 @@ class WorkerSlot:
         self.queue: collections.deque[Job] = collections.deque()
         self.current: Optional[Job] = None
         self.last_heard = 0.0
-        self.last_pinged = 0.0
         self.restarts = 0
         self.log_path = hub.log_dir / f"{self.model}.log"
         self._starting: Optional[asyncio.Task[None]] = None
@@ -161,7 +160,7 @@ class WorkerSlot:
         self._recent_output.clear()
         log.info("starting %s worker (%s)", self.model, self.config.python)
         try:
-            self.process = await spawn_worker(self.config, self.hub.worker_url, self.hub.key, identity)
+            self.process = await spawn_worker(self.config, self.hub.local_worker_url, self.hub.key, identity)
         except OSError as exc:
             self._fail_queue(f"could not start the {self.model} worker: {exc}")
             return

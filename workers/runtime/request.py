@@ -36,6 +36,8 @@ class Request:
         self.device = device
         self.results: list[list[Atom]] = []
         self.arrays: dict[str, tuple[np.ndarray, Optional[float]]] = {}
+        self.checked: set[str] = set()
+        """Arrays Pd confirmed exist during this request: the hub can land them without asking again."""
         self._last_progress = 0.0
 
     # -- arguments -------------------------------------------------------------------------
@@ -61,7 +63,9 @@ class Request:
     # -- arrays ----------------------------------------------------------------------------
     def check_arrays(self, names: Iterable[str]) -> None:
         """Fail early, before any work, if an array the request will write does not exist."""
-        self._job.array_request("check", list(names))
+        names = list(names)
+        self._job.array_request("check", names)
+        self.checked.update(names)
 
     def read_array(self, name: str) -> np.ndarray:
         """The contents of Pd array ``name`` as float32 (exact: Pd writes it as a float32 WAV)."""
@@ -94,6 +98,8 @@ class Request:
 
     @property
     def cancelled(self) -> bool:
+        """True once the user sent ``cancel`` (reads the hub's messages at most every 10 ms)."""
+        self._job.poll_cancel()
         return self._job.cancel_event.is_set()
 
     def check_cancelled(self) -> None:

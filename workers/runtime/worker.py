@@ -1,16 +1,18 @@
 """The worker process: connect to the hub, receive requests, run handlers, answer.
 
-Two threads. The I/O thread owns the ZeroMQ socket: it sends heartbeats, receives requests, cancels
-and array replies, and sends what the main thread queues (through an inproc pipe, because a ZeroMQ
-socket belongs to one thread). The main thread runs one handler at a time, so model code never
-has to be thread-safe, and heartbeats keep flowing while it computes.
+The main thread owns the request socket: it waits for a request, runs the handler (one at a time,
+so model code never has to be thread-safe) and sends the reply itself, with no thread hand-off on
+the way (a no-op request costs the worker a few microseconds). While a handler runs, messages for
+it (``cancel``, array replies) are read by the handler's own calls: ``req.progress()`` looks for a
+cancel, ``req.read_array()`` waits for its reply. A heartbeat thread with a socket of its own tells
+the hub the process is alive even while a handler sits in a long C call, and ends a spawned worker
+whose hub has gone away.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import queue
 import socket
 import sys
 import threading
@@ -35,7 +37,8 @@ log = logging.getLogger("pdbridge.worker")
 HEARTBEAT_INTERVAL_S = 0.2
 """The hub declares a remote worker dead after 1 s without a heartbeat."""
 HUB_SILENCE_S = 10.0
-"""A worker the hub spawned exits when the hub has been silent this long (the hub pings every second)."""
+"""A worker the hub spawned exits when the hub has not answered its heartbeats for this long."""
+CANCEL_POLL_INTERVAL_S = 0.01
 ARRAY_REPLY_TIMEOUT_S = 60.0
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -52,20 +55,27 @@ class MessageSpec:
 
 @dataclass
 class Job:
-    """A request in flight inside the worker, with its channels back to the I/O thread."""
+    """A request being handled, with its way back to the hub (through the main thread's channel)."""
 
     msg_id: str
     selector: str
     atoms: list
     session: str
     canvas_dir: str
-    outbox: Callable[[Message], None]
-    session_obj: Session
+    channel: "_Channel"
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    replies: "queue.Queue[Message]" = field(default_factory=queue.Queue)
+    _last_poll: float = 0.0
 
     def send_progress(self, fraction: float, text: str) -> None:
-        self.outbox(self.session_obj.msg("progress", {"fraction": fraction, "text": text}, parent=self.msg_id))
+        self.channel.send(self.channel.session.msg("progress", {"fraction": fraction, "text": text},
+                                                   parent=self.msg_id))
+
+    def poll_cancel(self) -> None:
+        """Read what the hub sent meanwhile (at most every 10 ms): a ``cancel`` sets the event."""
+        now = time.monotonic()
+        if now - self._last_poll >= CANCEL_POLL_INTERVAL_S:
+            self._last_poll = now
+            self.channel.pump(self, timeout_ms=0)
 
     def array_request(self, op: str, names: list[str]) -> Any:
         """Ask the hub to check or read Pd arrays; blocks until the hub answers."""
@@ -74,30 +84,27 @@ class Job:
             raise PdError(f"array names must be symbols, got {bad[0]!r}")
         if not names:
             return {}
-        request = self.session_obj.msg("array_request", {"op": op, "names": names}, parent=self.msg_id)
-        self.outbox(request)
+        request = self.channel.session.msg("array_request", {"op": op, "names": names}, parent=self.msg_id)
+        self.channel.send(request)
         deadline = time.monotonic() + ARRAY_REPLY_TIMEOUT_S
         while True:
             if self.cancel_event.is_set():
                 raise Cancelled(f"{self.selector} cancelled")
-            try:
-                reply = self.replies.get(timeout=0.05)
-            except queue.Empty:
-                if time.monotonic() > deadline:
-                    raise PdError(f"Pd did not answer about arrays {' '.join(names)}") from None
-                continue
-            if reply.parent_id != request.msg_id:
-                continue
-            missing = reply.content.get("missing", [])
-            if missing:
-                raise PdError(
-                    f"array {' '.join(missing)} not found: create it with [array define {missing[0]}] or a table")
-            if reply.content.get("error"):
-                raise PdError(reply.content["error"])
-            if op == "check":
-                return {}
-            metas = reply.content.get("arrays", [])
-            return {m["name"]: np.array(wire.buffer_to_array(m, buf)) for m, buf in zip(metas, reply.buffers)}
+            reply = self.channel.pump(self, timeout_ms=50, want=request.msg_id)
+            if reply is not None:
+                break
+            if time.monotonic() > deadline:
+                raise PdError(f"Pd did not answer about arrays {' '.join(names)}")
+        missing = reply.content.get("missing", [])
+        if missing:
+            raise PdError(
+                f"array {' '.join(missing)} not found: create it with [array define {missing[0]}] or a table")
+        if reply.content.get("error"):
+            raise PdError(reply.content["error"])
+        if op == "check":
+            return {}
+        metas = reply.content.get("arrays", [])
+        return {m["name"]: np.array(wire.buffer_to_array(m, buf)) for m, buf in zip(metas, reply.buffers)}
 
 
 class Worker:
@@ -132,8 +139,7 @@ class Worker:
     def run(self, argv: Optional[list[str]] = None) -> None:
         """Parse the command line, connect to the hub and serve until told to stop."""
         args = parse_worker_args(self.model, argv)
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(levelname)s %(message)s")
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
         try:
             self.device = choose_device(args.device, self.cuda_available)
         except (RuntimeError, ValueError) as exc:
@@ -149,20 +155,19 @@ class Worker:
 
     def serve(self, url: str, key: bytes, identity: str, exit_with_hub: bool = False) -> None:
         session = Session(key, sender=f"{self.model}:{identity}")
-        io = _IOThread(self, url, session, identity, exit_with_hub)
-        io.start()
+        channel = _Channel(self, url, session, identity)
+        _Heartbeat(url, session, identity, exit_with_hub).start()
         log.info("connecting to %s (device %s)", url, self.device)
-        while True:
-            job = io.jobs.get()
-            if job is None:
-                break
-            self._handle(job, io)
-        io.join(timeout=2)
+        channel.send(session.msg("hello", self.hello_content()))
+        while (job := channel.next_job()) is not None:
+            self._handle(job)
+        channel.close()
 
-    def _handle(self, job: Job, io: "_IOThread") -> None:
+    def _handle(self, job: Job) -> None:
         spec = self.specs.get(job.selector)
         state = self.states.setdefault(job.session, {})
         req = Request(job, state, self.device)
+        session = job.channel.session
         started = time.perf_counter()
         try:
             if spec is None:
@@ -174,19 +179,19 @@ class Worker:
                 meta, data = wire.array_to_buffer(samples)
                 metas.append({"name": name, "sr": sr, **meta})
                 buffers.append(data)
-            content = {"results": req.results, "arrays": metas, "elapsed_s": time.perf_counter() - started}
-            io.send(io.session.msg("done", content, parent=job.msg_id, buffers=buffers))
+            content = {"results": req.results, "arrays": metas, "checked": sorted(req.checked),
+                       "elapsed_s": time.perf_counter() - started}
+            reply = session.msg("done", content, parent=job.msg_id, buffers=buffers)
         except Cancelled as exc:
-            io.send(io.session.msg("error", {"ename": "Cancelled", "evalue": str(exc)}, parent=job.msg_id))
+            reply = session.msg("error", {"ename": "Cancelled", "evalue": str(exc)}, parent=job.msg_id)
         except PdError as exc:
-            io.send(io.session.msg("error", {"ename": "PdError", "evalue": str(exc)}, parent=job.msg_id))
+            reply = session.msg("error", {"ename": "PdError", "evalue": str(exc)}, parent=job.msg_id)
         except Exception as exc:  # a model bug must not kill the worker: report it and go on
             tb = traceback.format_exc()
             log.error("%s failed:\n%s", job.selector, tb)
-            io.send(io.session.msg("error", {"ename": type(exc).__name__, "evalue": str(exc) or type(exc).__name__,
-                                             "traceback": tb}, parent=job.msg_id))
-        finally:
-            io.forget(job)
+            reply = session.msg("error", {"ename": type(exc).__name__, "evalue": str(exc) or type(exc).__name__,
+                                          "traceback": tb}, parent=job.msg_id)
+        job.channel.send(reply)
 
     def hello_content(self) -> dict[str, Any]:
         return {"model": self.model, "pid": os.getpid(), "host": socket.gethostname(),
@@ -194,104 +199,103 @@ class Worker:
                 "messages": {n: {"help": s.help, "timeout": s.timeout} for n, s in self.specs.items()}}
 
 
-class _IOThread(threading.Thread):
-    """Owns the DEALER socket; everything that crosses the wire goes through here."""
+class _Channel:
+    """The main thread's DEALER socket to the hub: requests in, everything about them out."""
 
-    def __init__(self, worker: Worker, url: str, session: Session, identity: str, exit_with_hub: bool) -> None:
-        super().__init__(name="pdbridge-io", daemon=True)
+    def __init__(self, worker: Worker, url: str, session: Session, identity: str) -> None:
         self.worker = worker
         self.session = session
-        self.jobs: "queue.Queue[Optional[Job]]" = queue.Queue()
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, identity.encode())
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.connect(url)
-        self.pipe_addr = f"inproc://pdbridge-out-{id(self)}"
-        self.pipe_in = self.ctx.socket(zmq.PULL)
-        self.pipe_in.bind(self.pipe_addr)
-        self._local = threading.local()
-        self.exit_with_hub = exit_with_hub
-        self.active: dict[str, Job] = {}
-        self.lock = threading.Lock()
+        self.stopping = False
 
     def send(self, msg: Message) -> None:
-        """Queue a message from any thread (each thread gets its own inproc PUSH socket)."""
-        push = getattr(self._local, "push", None)
-        if push is None:
-            push = self._local.push = self.ctx.socket(zmq.PUSH)
-            push.connect(self.pipe_addr)
-        push.send_multipart(self.session.serialize(msg), copy=False)
+        # zero-copy only pays off for array buffers; small frames are cheaper copied
+        self.sock.send_multipart(self.session.serialize(msg), copy=not msg.buffers)
 
-    def forget(self, job: Job) -> None:
-        with self.lock:
-            self.active.pop(job.msg_id, None)
+    def _recv(self, timeout_ms: int) -> Optional[Message]:
+        if not self.sock.poll(timeout_ms):
+            return None
+        frames = self.sock.recv_multipart(copy=False)
+        try:
+            return self.session.deserialize(frames)[1]
+        except wire.InvalidMessage as exc:
+            log.warning("dropped a message that failed verification: %s", exc)
+            return None
 
-    def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
-        poller.register(self.pipe_in, zmq.POLLIN)
-        self.sock.send_multipart(self.session.serialize(self.session.msg("hello", self.worker.hello_content())))
-        last_beat = last_heard = time.monotonic()
-        while True:
-            events = dict(poller.poll(timeout=int(HEARTBEAT_INTERVAL_S * 1000)))
-            if self.pipe_in in events:
-                while True:
-                    try:
-                        self.sock.send_multipart(self.pipe_in.recv_multipart(zmq.NOBLOCK, copy=False), copy=False)
-                    except zmq.Again:
-                        break
-            if self.sock in events:
-                while True:
-                    try:
-                        frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    try:
-                        _, msg = self.session.deserialize(frames)
-                    except wire.InvalidMessage as exc:
-                        log.warning("dropped a message that failed verification: %s", exc)
-                        continue
-                    last_heard = time.monotonic()
-                    if self._dispatch(msg) == "stop":
-                        self.jobs.put(None)
-                        return
-            now = time.monotonic()
-            if now - last_beat >= HEARTBEAT_INTERVAL_S:
-                self.sock.send_multipart(self.session.serialize(self.session.msg("heartbeat")))
-                last_beat = now
-            if self.exit_with_hub and now - last_heard > HUB_SILENCE_S:
-                log.error("the hub has been silent for %.0f s: exiting", HUB_SILENCE_S)
-                os._exit(3)
+    def next_job(self) -> Optional[Job]:
+        """Wait for the next request; handle housekeeping messages meanwhile. None: shut down."""
+        while not self.stopping:
+            msg = self._recv(timeout_ms=1000)
+            if msg is None:
+                continue
+            if msg.msg_type == "request":
+                c = msg.content
+                return Job(msg.msg_id, str(c["selector"]), list(c.get("atoms", [])), str(c.get("session", "")),
+                           str(c.get("canvas_dir", "")), self)
+            self._housekeeping(msg, None)
+        return None
 
-    def _dispatch(self, msg: Message) -> Optional[str]:
+    def pump(self, job: Job, timeout_ms: int, want: Optional[str] = None) -> Optional[Message]:
+        """While ``job`` runs: read what has arrived; return the reply whose parent is ``want``."""
+        while (msg := self._recv(timeout_ms)) is not None:
+            if want is not None and msg.msg_type == "array_reply" and msg.parent_id == want:
+                return msg
+            self._housekeeping(msg, job)
+            timeout_ms = 0
+        return None
+
+    def _housekeeping(self, msg: Message, job: Optional[Job]) -> None:
         kind = msg.msg_type
-        if kind == "request":
-            c = msg.content
-            job = Job(msg.msg_id, str(c["selector"]), list(c.get("atoms", [])), str(c.get("session", "")),
-                      str(c.get("canvas_dir", "")), self.send, self.session)
-            with self.lock:
-                self.active[job.msg_id] = job
-            self.jobs.put(job)
-        elif kind == "cancel":
-            with self.lock:
-                job = self.active.get(msg.parent_id or "")
-            if job:
+        if kind == "cancel":
+            if job is not None and msg.parent_id == job.msg_id:
                 job.cancel_event.set()
-        elif kind == "array_reply":
-            with self.lock:
-                jobs = list(self.active.values())
-            for job in jobs:
-                job.replies.put(msg)  # the job matches the parent id; others ignore it
         elif kind == "session_closed":
             self.worker.states.pop(str(msg.content.get("session")), None)
         elif kind == "shutdown":
-            return "stop"
-        elif kind == "ping":
-            pass
-        else:
-            log.warning("ignored unknown message type %r", kind)
-        return None
+            self.stopping = True
+            if job is not None:
+                job.cancel_event.set()
+        elif kind == "request":  # the hub sends one at a time; a second one means a hub bug
+            log.error("a request arrived while another was running; refusing it")
+            self.send(self.session.msg("error", {"ename": "PdError", "evalue": "the worker was busy"},
+                                       parent=msg.msg_id))
+        elif kind not in ("array_reply", "ping"):
+            log.warning("ignored unexpected message type %r", kind)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Heartbeat(threading.Thread):
+    """Beats on a socket of its own; the hub answers each beat, so silence means the hub is gone."""
+
+    def __init__(self, url: str, session: Session, identity: str, exit_with_hub: bool) -> None:
+        super().__init__(name="pdbridge-heartbeat", daemon=True)
+        self.url, self.session, self.identity, self.exit_with_hub = url, session, identity, exit_with_hub
+
+    def run(self) -> None:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, f"{self.identity}.heartbeat".encode())
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.url)
+        last_heard = time.monotonic()
+        while True:
+            sock.send_multipart(self.session.serialize(self.session.msg("heartbeat", {"worker": self.identity})))
+            deadline = time.monotonic() + HEARTBEAT_INTERVAL_S
+            while (left := deadline - time.monotonic()) > 0:
+                if sock.poll(int(left * 1000) + 1):
+                    frames = sock.recv_multipart()
+                    try:
+                        self.session.deserialize(frames)
+                        last_heard = time.monotonic()
+                    except wire.InvalidMessage:
+                        pass
+            if self.exit_with_hub and time.monotonic() - last_heard > HUB_SILENCE_S:
+                log.error("the hub has been silent for %.0f s: exiting", HUB_SILENCE_S)
+                os._exit(3)
 
 
 def parse_worker_args(model: str, argv: Optional[list[str]]) -> argparse.Namespace:
