@@ -8,12 +8,19 @@ byte counts, any batch size) are listed in the docs.
 """
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 import weakref
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the log
+# TensorFlow 1-style graph code warns about every deprecated call it makes, and its CUDA probes log
+# errors on machines without a GPU; the worker's stderr reaches the Pd console, so keep it for us.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+warnings.filterwarnings("ignore", category=UserWarning)
+warnings.filterwarnings("ignore", category=RuntimeWarning, module="pydub")
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 import numpy as np  # noqa: E402
 

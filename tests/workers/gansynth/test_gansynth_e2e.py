@@ -6,6 +6,7 @@ same checkpoint. The worker's graph has another batch size (8 vs 3), so results 
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -16,8 +17,8 @@ from pdbridge.config import load_config
 from pdbridge.pd import find_pd
 from pdharness import HubThread, PdDriver
 from workers.gansynth.ganspace import Components, compute_components
-from workers.gansynth.hallucinate import NoteShape, overlap_add
-from workers.gansynth.model import GANSynth
+from workers.gansynth.hallucinate import SETTINGS, NoteShape, overlap_add
+from workers.gansynth.model import GANSynth, slerp
 
 pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
 
@@ -183,3 +184,169 @@ def test_halluseq_steps_state_and_playback(loaded: PdDriver, tiny_model: GANSynt
 
     pd.send("attack", -1)
     assert "attack must be >= 0" in pd.error()
+
+
+# -- the course exercises as shipped in pd_patches/examples ------------------------------------------
+EXAMPLES = Path(__file__).resolve().parents[3] / "pd_patches" / "examples"
+TOP_LEVEL = ("#X obj ", "#X msg ", "#X text ", "#X floatatom ", "#X symbolatom ", "#X listbox ")
+
+
+def instrument(source: Path, dest: Path, clicks: dict[str, str]) -> Path:
+    """Copy an example, adding ``[r gstest-<key>]`` into each box whose line matches ``clicks[key]`` and
+    ``[s drv-result]``/``[s drv-status]`` after its [pdbridge.gansynth], so the test drives the patch's
+    own boxes and sees what its object says."""
+    lines = source.read_text().splitlines()
+    index, depth, found = 0, 0, {}
+    for line in lines:
+        if line.startswith("#N canvas"):
+            depth += 1
+            continue
+        if line.startswith("#X restore"):
+            depth -= 1
+        elif depth != 1 or not line.startswith(TOP_LEVEL):
+            continue
+        for key, pattern in clicks.items():
+            if pattern in line and not line.startswith("#X text"):
+                found.setdefault(key, index)
+        if "pdbridge.gansynth;" in line:
+            found["object"] = index
+        index += 1
+    assert set(found) == {*clicks, "object"}, (found, clicks)
+    extra, n = [], index
+    for key in clicks:
+        extra += [f"#X obj 0 0 r gstest-{key};", f"#X connect {n} 0 {found[key]} 0;"]
+        n += 1
+    extra += ["#X obj 0 0 s drv-result;", f"#X connect {found['object']} 0 {n} 0;",
+              "#X obj 0 0 s drv-status;", f"#X connect {found['object']} 1 {n + 1} 0;"]
+    dest.write_text("\n".join(lines + extra) + "\n")
+    return dest
+
+
+@pytest.fixture
+def example(gansynth_hub: HubThread, tmp_path: Path) -> Iterator:
+    """``example(name, clicks)`` opens an instrumented copy in tmp_path beside a driver; closed after."""
+    import pdharness
+
+    drivers: list[PdDriver] = []
+
+    def start(name: str, clicks: dict[str, str]) -> PdDriver:
+        patch = instrument(EXAMPLES / name, tmp_path / name, clicks)
+        saved = pdharness.HEADLESS_FLAGS
+        pdharness.HEADLESS_FLAGS = (*saved, "-path", str(ARRAYS_PATCH.parent), "-open", str(patch))
+        try:
+            driver = PdDriver(gansynth_hub.port, "gstestclick", timeout=120)
+        finally:
+            pdharness.HEADLESS_FLAGS = saved
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for d in drivers:
+        d.close()
+
+
+def click(pd: PdDriver, key: str, value: object = "bang") -> None:
+    pd.send(f"gstest-{key}", value)
+
+
+def test_example_gansynth_random_z_to_note(example, tiny_ckpt: Path, tiny_model: GANSynth, tmp_path: Path) -> None:
+    (tmp_path / "all_instruments").symlink_to(tiny_ckpt)
+    pd = example("gansynth.pd", {"load": "load all_instruments", "rand": "randomize_z",
+                                     "synth": "synthesize gs-z gs-sound 52"})
+    click(pd, "load")
+    assert pd.result("loaded") == [64000.0, 16000.0]
+    click(pd, "rand")
+    pd.result("randomized")
+    click(pd, "synth")
+    pd.result("synthesized")
+    z = pd.read_array("gs-z").astype(np.float64)
+    np.testing.assert_allclose(pd.read_array("gs-sound"), tiny_model.generate(z[None], [52])[0], atol=ATOL)
+
+
+def test_example_gansynth_multi_chord_and_slerp(example, tiny_ckpt: Path, tiny_model: GANSynth,
+                                                tmp_path: Path) -> None:
+    (tmp_path / "all_instruments").symlink_to(tiny_ckpt)
+    pd = example("gansynth_multi.pd", {"load": "load all_instruments 4", "rand": "randomize_z",
+                                           "chord": "synthesize gsm-z1", "amount": "hsl"})
+    click(pd, "load")
+    pd.result("loaded")
+    click(pd, "rand")
+    pd.result("randomized")
+    click(pd, "amount", 0.25)
+    pd.result("slerped")
+    pd.result("synthesized")  # the patch makes the in-between note after each slerp
+    z1, z2, z3 = (pd.read_array(f"gsm-z{i}").astype(np.float64) for i in (1, 2, 3))
+    np.testing.assert_allclose(z3, slerp(z1, z2, 0.25), atol=1e-6)
+    np.testing.assert_allclose(pd.read_array("gsm-s3"), tiny_model.generate(z3[None], [59])[0], atol=ATOL)
+    click(pd, "chord")
+    pd.result("synthesized")
+    z4 = pd.read_array("gsm-z4").astype(np.float64)
+    np.testing.assert_allclose(pd.read_array("gsm-s4"), tiny_model.generate(z4[None], [62])[0], atol=ATOL)
+
+
+@pytest.fixture
+def pruu(custom_ckpt: Path, tmp_path: Path) -> tuple[Path, Components]:
+    """The course examples' model folder name, holding a custom (meta.json) model and its components."""
+    root = tmp_path / "pruu"
+    shutil.copytree(custom_ckpt, root, ignore=shutil.ignore_patterns("*.meta"))
+    model = GANSynth.load(root, batch_size=100)
+    try:
+        comps = compute_components(model, "conv0", random_z_count=300, batch_size=100, seed=0, components=11)
+    finally:
+        model.close()
+    comps.save(root / "pruu_conv0_pca_8192.npz")
+    return root, comps
+
+
+def test_example_ganspacesynth_sliders_make_notes(example, pruu: tuple[Path, Components]) -> None:
+    root, comps = pruu
+    clicks = {"load": "load pruu 1", "pca": "load_ganspace_components", "rand": "randomize_z", "s0": "hsl"}
+    pd = example("ganspacesynth.pd", clicks)
+    click(pd, "load")
+    pd.result("loaded")
+    click(pd, "pca")
+    assert pd.result("loaded_pca") == [11.0]
+    click(pd, "rand")
+    pd.result("randomized")
+    pd.result("synthesized")  # a new z makes a note
+    for value in (0.5, 1.0, 1.5, 2.0):  # moves faster than notes are made: merged, never queued up
+        click(pd, "s0", value)
+    count = 0
+    while True:
+        try:
+            pd.expect("result", "synthesized", timeout=10)
+            count += 1
+        except AssertionError:
+            break
+    assert 1 <= count <= 4
+    amps = pd.read_array("gss-amps")
+    np.testing.assert_array_equal(amps, [2.0] + [0.0] * 10)
+    model = GANSynth.load(root, batch_size=1)
+    try:
+        z = pd.read_array("gss-z").astype(np.float64)[None]
+        expected = model.generate(z, [32], offsets=("conv0", comps.offset(amps)))[0]
+    finally:
+        model.close()
+    np.testing.assert_allclose(pd.read_array("gss-sound"), expected, atol=ATOL)
+
+
+def test_example_halluseq_steps_and_sequence(example, pruu: tuple[Path, Components]) -> None:
+    clicks = {"load": "load pruu 1", "pca": "load_ganspace_components", "add": "msg 230 120 add_step",
+              "interp": "floatatom 20 250", "play": "hallucinate_noz", "slider0": "hsl"}
+    pd = example("ganspacesynth_halluseq.pd", clicks)
+    click(pd, "load")
+    pd.result("loaded")
+    click(pd, "pca")
+    pd.result("loaded_pca")
+    assert [pd.result("step"), pd.result("step")] == [["index", 0.0], ["count", 1.0]]  # the patch asks
+    assert [pd.result("settings")[0] for _ in range(6)] == list(SETTINGS)
+    click(pd, "slider0", 2.0)
+    click(pd, "add")
+    assert [pd.result("step"), pd.result("step")] == [["index", 1.0], ["count", 2.0]]
+    pd.result("updated")
+    click(pd, "interp", 2)
+    assert pd.result("settings") == ["interp_steps", 2.0]
+    click(pd, "play")
+    n = pd.result("hallucinated")[0]
+    assert n == 2 * round(0.2 * 16000) + 1.5 * 16000  # 3 notes, defaults: spacing 0.2, 0.5+0.5+0.5 s
+    assert len(pd.read_array("hallu-out")) == n
