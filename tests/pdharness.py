@@ -25,6 +25,8 @@ from pdbridge.hub import Hub
 from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
 
 DRIVER = Path(__file__).parent / "e2e" / "patches" / "driver.pd"
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+"""Files made by the original implementations; shared/ sits beside the checkout (locally and in CI)."""
 
 
 class HubThread:

@@ -20,8 +20,9 @@ from workers.samplernn.prism import PrismImportError, load_prism_model
 from workers.samplernn.quantize import quantize
 from workers.samplernn.tf_checkpoint import TFCheckpoint, TFCheckpointError
 
-# shared/ sits beside the repository checkout (locally and in CI).
-FIXTURE = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "samplernn_prism"
+from pdharness import SHARED_FIXTURES
+
+FIXTURE = SHARED_FIXTURES / "samplernn_prism"
 PREFIX = FIXTURE / "checkpoint" / "model.ckpt-2"
 CONFIG = FIXTURE / "tiny.config.json"
 # Float32 re-association between TF's and PyTorch's kernels; logits span about +-50.

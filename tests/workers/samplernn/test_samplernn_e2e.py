@@ -11,7 +11,7 @@ import torch
 
 from pdbridge.config import load_config
 from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
-from pdharness import HubThread, PdDriver
+from pdharness import SHARED_FIXTURES, HubThread, PdDriver
 from workers.runtime.envelope import Env
 from workers.samplernn.checkpoint import resolve_model, save_checkpoint
 from workers.samplernn.config import SampleRNNConfig
@@ -147,7 +147,7 @@ def test_help_and_example_patches_open_without_errors(patch: str) -> None:
 
 def test_prism_checkpoint_through_pd(pd: PdDriver) -> None:
     """A PRiSM run folder loads with its config; like the course, --out_sr is the model's rate."""
-    fixture = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "samplernn_prism"
+    fixture = SHARED_FIXTURES / "samplernn_prism"
     pd.send("load", "--", "--ckpt_dir", str(fixture / "checkpoint"))
     assert "--config" in pd.error(timeout=120)
     pd.send("load", "--", "--ckpt_dir", str(fixture / "checkpoint"), "--config", str(fixture / "tiny.config.json"))

@@ -101,7 +101,6 @@ def test_load_mono_averages_channels_and_resamples(tmp_path: Path) -> None:
 
 
 def test_chunking_overlaps_and_skips_silence() -> None:
-    sr = 1000
     audio = np.concatenate([np.full(3000, 0.5), np.zeros(3000), np.full(2500, 0.5)]).astype(np.float32)
     pieces = chunk(audio, chunk_len=2000, hop=1500)
     # starts 0, 1500, 3000 (silent, dropped), 4500 (3/4 silent, dropped), 6000 (2000 samples, kept)
