@@ -242,7 +242,7 @@ class Sampler:
         cfg = self.config
         temperature = np.asarray(temperature, dtype=np.float64)
         batch = temperature.shape[0]
-        bfs, fs, q_levels = cfg.big_frame_size, cfg.frame_size, cfg.q_levels
+        bfs, q_levels = cfg.big_frame_size, cfg.q_levels
         context = self._contexts(batch, seed).to(self.device)
         state = self._prime(context)
         big_state = _state_for_sampler(state[0], cfg.rnn_type)
