@@ -8,12 +8,13 @@ byte counts, any batch size) are listed in the docs.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
 import weakref
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 # TensorFlow 1-style graph code warns about every deprecated call it makes, and its CUDA probes log
 # errors on machines without a GPU; the worker's stderr reaches the Pd console, so keep it for us.
@@ -26,6 +27,29 @@ import numpy as np  # noqa: E402
 
 from workers.runtime import PdError, Request, Worker, integer, number, symbol  # noqa: E402
 from workers.runtime.args import Value  # noqa: E402
+
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 while TensorFlow's native libraries load.
+
+    Importing TF 2.15 prints "Unable to register cuDNN/cuFFT/cuBLAS factory" errors from C++ on
+    every machine, GPU or not, ignoring TF_CPP_MIN_LOG_LEVEL; in the Pd console they look like
+    failures. Python exceptions raised by the import still propagate (after stderr is restored).
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with _native_stderr_silenced():
+    import tensorflow  # noqa: E402,F401
 
 from .ganspace import Components, ComponentsError, load_components  # noqa: E402
 from .hallucinate import SETTINGS, HalluSeq, NoteShape, latent_path, overlap_add  # noqa: E402
@@ -69,24 +93,15 @@ def _arrays(values: Sequence[Value], what: str) -> list[str]:
     return [symbol(v, what) for v in values]
 
 
-def _z(req: Request, model: GANSynth, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Latent arrays from Pd, each exactly ``latent_size`` long."""
-    arrays = req.read_arrays(list(dict.fromkeys(names)))
-    for name, z in arrays.items():
+def _z(req: Request, model: GANSynth, names: Sequence[str], also: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Latent arrays from Pd, each exactly ``latent_size`` long (plus ``also``, read in the same trip)."""
+    arrays = req.read_arrays(list(dict.fromkeys([*names, *also])))
+    for name in names:
+        z = arrays[name]
         if len(z) != model.latent_size:
             raise PdError(f"array {name} has {len(z)} values; a latent vector has {model.latent_size} "
                           f"(send randomize_z {name} to fill it)")
     return arrays
-
-
-def _amplitudes(req: Request) -> Optional[np.ndarray]:
-    """The slider values of the object's amplitudes array, if GANSpace components are loaded."""
-    name = req.state.get("amps_array")
-    if name is None:
-        return None
-    amps = req.read_array(name)
-    comps = _components(req)
-    return amps[:comps.count]
 
 
 @worker.message("load", help="load <checkpoint folder> [batch size 8]: replies loaded <samples> <sr>", timeout=900)
@@ -168,13 +183,19 @@ def synthesize(req: Request) -> None:
     if len(triples) > MAX_NOTES:
         raise PdError(f"at most {MAX_NOTES} notes per synthesize")
     pitches = _run(model.check_pitches, [p for _, _, p in triples])
-    req.check_arrays([out for _, out, _ in triples])
-    zs = _z(req, model, [z for z, _, _ in triples])
-    amps = _amplitudes(req)
+    if len(triples) > model.batch_size:
+        # Worth a round trip to Pd only when the work is long; otherwise a missing output array is
+        # reported when the notes land, and the live path (one note per slider move) stays short.
+        req.check_arrays([out for _, out, _ in triples])
+    amps_name = req.state.get("amps_array")
+    arrays = _z(req, model, [z for z, _, _ in triples], also=[amps_name] if amps_name else [])
     offsets = None
-    if amps is not None and np.any(amps):
+    if amps_name is not None:
         comps = _components(req)
-        offsets = (comps.layer, comps.offset(amps))
+        amps = arrays[amps_name][:comps.count]
+        if np.any(amps):
+            offsets = (comps.layer, comps.offset(amps))
+    zs = arrays
     audio = _run(model.generate, np.stack([zs[z] for z, _, _ in triples]), pitches, offsets, req.progress)
     for (_, out, _), note in zip(triples, audio):
         req.write_array(out, note, model.sample_rate)

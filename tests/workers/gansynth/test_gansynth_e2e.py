@@ -111,6 +111,8 @@ def test_untrained_pitch_and_bad_arrays_are_errors_on_the_outlet(loaded: PdDrive
     assert "a latent vector has 256" in pd.error()
     pd.send("synthesize", "gz-1", "gs-1")
     assert "usage: synthesize" in pd.error()
+    pd.send("synthesize", "gz-1", "nowhere", 60)
+    assert "nowhere" in pd.error()
 
 
 def test_ganspace_sliders_noz_and_hallucinations(loaded: PdDriver, tiny_model: GANSynth,

@@ -117,3 +117,21 @@ def test_broken_checkpoint_folders_say_what_is_missing(tiny_ckpt: Path, tmp_path
         match = "trained pitches"
     with pytest.raises(CheckpointError, match=match):
         find_checkpoint(root)
+
+
+@pytest.mark.slow
+def test_full_mel_prog_hires_architecture(tmp_path: Path) -> None:
+    """The published size (7.3 M generator weights, conv0 2x16x256) with random weights."""
+    from gansynth_checkpoints import generator_parameter_count, make_checkpoint
+
+    root = make_checkpoint(tmp_path / "full", batch_size=2)
+    assert generator_parameter_count(root) == 7_311_246
+    model = GANSynth.load(root, batch_size=2)
+    try:
+        assert model.layer_shape("conv0") == (2, 16, 256) and model.pitches == list(range(24, 85))
+        z = model.random_z(3, np.random.default_rng(0))
+        audio = model.generate(z, [24, 60, 84])
+        np.testing.assert_array_equal(audio, model.model.generate_samples_from_z(z, [24, 60, 84]))
+        assert audio.shape == (3, 64000) and np.isfinite(audio).all()
+    finally:
+        model.close()
