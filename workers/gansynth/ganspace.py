@@ -30,9 +30,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import GANSynth
 
 Progress = Callable[[float], None]
 
@@ -216,12 +219,12 @@ class ScatterAccumulator:
         return comps, np.sqrt(values), ratio
 
 
-def compute_components(model, layer: str = "conv0", random_z_count: int = 8192, batch_size: int = 64,
+def compute_components(model: "GANSynth", layer: str = "conv0", random_z_count: int = 8192, batch_size: int = 64,
                        seed: Optional[int] = 0, pitch: Optional[int] = None, components: Optional[int] = None,
                        progress: Optional[Progress] = None) -> Components:
     """PCA of ``layer`` over ``random_z_count`` random latent vectors at one pitch.
 
-    ``model`` is a :class:`workers.gansynth.model.GANSynth`. ``pitch`` defaults to 32 when trained
+    ``pitch`` defaults to 32 when trained
     (as the course's gansynth_ganspace) and to the lowest trained pitch otherwise. ``components``
     defaults to all that the samples can support: min(layer size, random_z_count - 1).
     """

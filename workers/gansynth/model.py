@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -238,6 +238,10 @@ class GANSynth:
             out.append(int(p))
         return out
 
+    def _labels(self, pitches: Sequence[float]) -> list[int]:
+        """Indices into the generator's one-hot pitch input (pitches checked first)."""
+        return [self.model.pitch_to_label_dict[p] for p in self.check_pitches(pitches)]
+
     def close(self) -> None:
         self.model.sess.close()
 
@@ -298,7 +302,7 @@ class GANSynth:
         note) or ``(n, *layer_shape)`` are added to that layer's activation (GANSpace edits).
         """
         z = self._check_z(z)
-        labels = self.model._pitches_to_labels(self.check_pitches(pitches))
+        labels = self._labels(pitches)
         if len(labels) != len(z):
             raise ValueError(f"{len(z)} latent vectors but {len(labels)} pitches")
         layer_name, delta = offsets if offsets is not None else (None, None)
@@ -333,7 +337,7 @@ class GANSynth:
                           progress: Optional[Progress] = None) -> np.ndarray:
         """Activations ``(n, *layer_shape)`` of a layer for the given latents and pitches."""
         z = self._check_z(z)
-        labels = self.model._pitches_to_labels(self.check_pitches(pitches))
+        labels = self._labels(pitches)
         tensor = self.layer(layer_name)
         chunks = []
         for lo in range(0, len(z), self.batch_size):

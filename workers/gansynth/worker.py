@@ -14,7 +14,7 @@ import os
 import warnings
 import weakref
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 # TensorFlow 1-style graph code warns about every deprecated call it makes, and its CUDA probes log
 # errors on machines without a GPU; the worker's stderr reaches the Pd console, so keep it for us.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -32,8 +32,26 @@ def custom_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_ckpt: Path) -> Iterator[GANSynth]:
+def tiny_models(tiny_ckpt: Path) -> Iterator[Callable[[int], GANSynth]]:
+    """``tiny_models(batch)``: the tiny checkpoint loaded once per batch size.
+
+    References for the worker's audio use the worker's batch size: the same graph then gives the
+    same samples bit for bit, while another batch size lets oneDNN pick other convolution kernels
+    (differences of ~1e-4 by the end of a note, as the phase is integrated over time).
+    """
+    models: dict[int, GANSynth] = {}
+
+    def get(batch: int) -> GANSynth:
+        if batch not in models:
+            models[batch] = GANSynth.load(tiny_ckpt, batch_size=batch)
+        return models[batch]
+
+    yield get
+    for model in models.values():
+        model.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_models: Callable[[int], GANSynth]) -> GANSynth:
     """The tiny checkpoint loaded with batch size 3 (not a divisor of the note counts used)."""
-    model = GANSynth.load(tiny_ckpt, batch_size=3)
-    yield model
-    model.close()
+    return tiny_models(3)

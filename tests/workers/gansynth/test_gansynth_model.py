@@ -31,13 +31,10 @@ def test_generate_equals_magenta_generate_for_any_note_count(tiny_model: GANSynt
     assert np.abs(ours).max() > 0
 
 
-def test_result_does_not_depend_on_the_graph_batch_size(tiny_model: GANSynth, tiny_ckpt: Path) -> None:
+def test_result_does_not_depend_on_the_graph_batch_size(tiny_model: GANSynth, tiny_models) -> None:
+    """Same notes from a batch-1 graph, up to float rounding (other kernels, phase integrated over 4 s)."""
     z = tiny_model.random_z(2, np.random.default_rng(1))
-    single = GANSynth.load(tiny_ckpt, batch_size=1)
-    try:
-        np.testing.assert_allclose(single.generate(z, [40, 70]), tiny_model.generate(z, [40, 70]), atol=1e-5)
-    finally:
-        single.close()
+    np.testing.assert_allclose(tiny_models(1).generate(z, [40, 70]), tiny_model.generate(z, [40, 70]), atol=1e-3)
 
 
 def test_pitch_outside_the_trained_range_is_an_error(tiny_model: GANSynth) -> None:
