@@ -72,22 +72,32 @@ def cmd_open(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    config = load_config().worker(args.model)
+def run_in_model_env(model: str, module: str, args: list[str], env_extra: Optional[dict[str, str]] = None) -> int:
+    """Run ``python -m module args`` with the interpreter of ``model``'s environment, from the project root."""
+    from .config import PROJECT_ROOT
+
+    config = load_config().worker(model)
     reason = config.missing_reason()
     if reason:
         print(f"pdbridge: {reason}", file=sys.stderr)
         return 2
-    from .config import PROJECT_ROOT
-
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-    cmd = [str(config.python), "-m", config.module, "--connect", args.connect, "--device", args.device]
+    return subprocess.call([str(config.python), "-m", module, *args], env=env, cwd=str(PROJECT_ROOT))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    worker_args = ["--connect", args.connect, "--device", args.device]
     if args.connection_file:
-        cmd += ["--key-file", args.connection_file]
-    elif args.key:
-        env["PDBRIDGE_KEY"] = args.key
-    return subprocess.call(cmd, env=env, cwd=str(PROJECT_ROOT))
+        worker_args += ["--key-file", str(Path(args.connection_file).resolve())]
+    return run_in_model_env(args.model, load_config().worker(args.model).module, worker_args,
+                            {"PDBRIDGE_KEY": args.key} if args.key and not args.connection_file else None)
+
+
+def cmd_ganspace(args: argparse.Namespace) -> int:
+    """GANSpaceSynth's PCA lives with the GANSynth worker, in the TensorFlow environment."""
+    rest = [str(Path(a).resolve()) if Path(a).exists() else a for a in args.ganspace_args]
+    return run_in_model_env("gansynth", "workers.gansynth.ganspace", rest)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -130,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=cmd_worker)
 
+    p = sub.add_parser("ganspace", help="GANSpaceSynth PCA for a GANSynth checkpoint (compute | convert | info)",
+                       add_help=False)
+    p.add_argument("ganspace_args", nargs=argparse.REMAINDER, help="see `pdbridge ganspace --help`")
+    p.set_defaults(func=cmd_ganspace)
+
     p = sub.add_parser("doctor", help="check Pd, the environments, the workers and the GPU")
     p.set_defaults(func=cmd_doctor)
 
@@ -140,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ganspace"]:  # everything after it, --help included, belongs to the ganspace tool
+        return cmd_ganspace(argparse.Namespace(ganspace_args=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="pdbridge %(levelname)s %(message)s")

@@ -65,3 +65,9 @@ def test_worker_started_by_hand_serves_pd_and_its_death_is_noticed(lone_hub, tmp
     finally:
         pd.close()
         remote.wait(timeout=10)
+
+
+def test_ganspace_runs_in_the_tensorflow_environment():
+    out = pdbridge("ganspace", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "compute" in out.stdout and "convert" in out.stdout
