@@ -306,17 +306,19 @@ class Hub:
         self.send_to_worker(slot, self.session.msg("array_reply", content, parent=msg, buffers=buffers))
 
     async def _deliver(self, job: Job, msg: wire.Message) -> None:
-        """Land output arrays in Pd (all or none), then send the result lines.
+        """Land output arrays in Pd (all or none) and send the result lines, in one Pd tick.
 
-        When the worker already had Pd confirm every output array exists (``req.check_arrays``),
-        the result lines go out right behind the ``_array`` reads, so Pd lands the arrays and
-        reports the result in the same scheduler tick instead of one sleep cycle later.
+        The hub writes ``_begin``, the ``_array`` reads and the result lines as ``_ok ...`` together;
+        ``[pdbridge.conn]`` lets ``_ok`` lines out only if every array was there, so results never
+        announce an array that did not land, and Pd needs no second sleep cycle to report them.
+        With several arrays, their existence is checked first (unless the worker already had Pd
+        confirm them), so a missing one leaves every array unchanged.
         """
         client = job.client
         metas = msg.content.get("arrays", [])
         confirmed = set(msg.content.get("checked", [])) >= {m["name"] for m in metas}
         try:
-            if len(metas) > 1 and not confirmed:  # all or none: check every array before changing any
+            if len(metas) > 1 and not confirmed:
                 found = await asyncio.gather(*(client.exists(m["name"]) for m in metas))
                 missing = [m["name"] for m, ok in zip(metas, found) if not ok]
                 if missing:
@@ -325,10 +327,10 @@ class Hub:
             paths = [self.exchange.write(m["name"], wire.buffer_to_array(m, buf), m.get("sr"))
                      for m, buf in zip(metas, msg.buffers)]
             try:
+                client.send("_begin")
                 stores = asyncio.gather(*(client.store(p, m["name"]) for p, m in zip(paths, metas)))
-                if confirmed:
-                    await asyncio.sleep(0)  # let the _array messages be written first
-                    self._send_results(job, msg)
+                await asyncio.sleep(0)  # the stores write their _array messages first
+                self._send_results(job, msg, gated=True)
                 counts = await stores
             finally:
                 for path in paths:
@@ -337,15 +339,12 @@ class Hub:
             if missing:
                 client.error(f"{job.selector}: array {' '.join(missing)} not found: create it with "
                              f"[array define {missing[0]}]")
-                return
-            if not confirmed:
-                self._send_results(job, msg)
         except PdGone:
             pass
 
-    def _send_results(self, job: Job, msg: wire.Message) -> None:
+    def _send_results(self, job: Job, msg: wire.Message, gated: bool = False) -> None:
         for line in msg.content.get("results") or [["done", job.selector]]:
-            job.client.result(line)
+            job.client.result(line, gated)
         self.timings.append({"selector": job.selector, "worker_s": msg.content.get("elapsed_s"),
                              "hub_s": time.monotonic() - job.received})
 

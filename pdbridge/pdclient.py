@@ -48,9 +48,10 @@ class PdClient:
             return
         self.writer.write(fudi.encode(atoms))
 
-    def result(self, atoms: list[Atom]) -> None:
+    def result(self, atoms: list[Atom], gated: bool = False) -> None:
+        """A result line for the left outlet; ``gated``: only if this request's arrays all landed."""
         try:
-            self.send("result", *atoms)
+            self.send("_ok" if gated else "result", *atoms)
         except fudi.MessageTooLong as exc:
             self.error(f"{atoms[0]}: the reply is too long for Pd ({exc.size} bytes; Pd reads at most "
                        f"{fudi.MAX_MESSAGE_BYTES}). Ask for less, or for an array")

@@ -53,6 +53,19 @@ def test_array_that_does_not_exist(pd_driver):
     still_serving(pd)
 
 
+def test_no_result_announces_an_array_that_did_not_land(pd_driver):
+    pd = pd_driver("diagnostics")
+    pd.send("unchecked", "no-such-array", 100)
+    first = pd.next()
+    assert first[:2] == ["status", "error"], first  # no "unchecked" result comes out before or after it
+    assert "array no-such-array not found" in " ".join(map(str, first))
+    pd.send("ping", "after")
+    assert pd.next() == ["result", "pong", "after"]
+    pd.send("unchecked", "drv-a", 100)
+    assert pd.result("unchecked") == ["drv-a", 100.0]
+    assert np.array_equal(pd.read_array("drv-a"), np.random.default_rng(0).uniform(-1, 1, 100).astype(np.float32))
+
+
 def test_file_that_does_not_exist_or_has_the_wrong_format(pd_driver, tmp_path):
     pd = pd_driver("diagnostics")
     pd.send("load", str(tmp_path / "nothere.wav"))

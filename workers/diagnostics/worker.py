@@ -51,6 +51,18 @@ def noise_(req: Request) -> None:
     req.reply("noise", name, n)
 
 
+@worker.message("unchecked", help="unchecked <array> <samples>: noise written without asking Pd first "
+                "(as a model that skips the check; the hub still refuses to report a missing array)", timeout=60)
+def unchecked(req: Request) -> None:
+    if len(req.args) < 2:
+        raise PdError("unchecked needs an array and a length: unchecked <array> <samples>")
+    name, n = symbol(req.args[0], "array"), integer(req.args[1], "samples")
+    if not 0 < n <= MAX_SAMPLES:
+        raise PdError(f"unchecked: samples must be 1..{MAX_SAMPLES}")
+    req.write_array(name, noise(n, 0))
+    req.reply("unchecked", name, n)
+
+
 @worker.message("echo", help="echo <in-array> <out-array> [gain 1]: copy an array through the worker", timeout=60)
 def echo(req: Request) -> None:
     if len(req.args) < 2:
