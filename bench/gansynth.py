@@ -35,18 +35,17 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "workers" / "gansynth")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
 import pdharness  # noqa: E402
-from pdbridge.config import load_config  # noqa: E402
 from pdharness import HubThread, PdDriver  # noqa: E402
+from workers.gansynth.checkpoint_random import make_checkpoint  # noqa: E402
 from workers.gansynth.ganspace import Components  # noqa: E402
 from workers.gansynth.model import GANSynth  # noqa: E402
 
-WORKER = '[workers.gansynth]\nenv = "tf"\nmodule = "workers.gansynth.worker"\n'
 ARRAYS = ROOT / "tests" / "workers" / "gansynth" / "patches" / "gansynth_arrays.pd"
 PITCHES = [36, 40, 43, 48, 52, 55, 60, 64]
 
@@ -101,14 +100,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pdbridge-bench-gansynth-"))
     ckpt = args.ckpt
     if ckpt is None:
-        from gansynth_checkpoints import make_checkpoint
-
         with contextlib.redirect_stdout(sys.stderr):
             ckpt = make_checkpoint(work / "full")
 
-    extra = work / "workers.toml"
-    extra.write_text(WORKER)
-    hub = HubThread(config=load_config(extra), log_dir=work)
+    hub = HubThread(log_dir=work)
     saved = pdharness.HEADLESS_FLAGS
     pdharness.HEADLESS_FLAGS = (*saved, "-open", str(ARRAYS))
     pd = PdDriver(hub.port, "gansynth", timeout=900, sleepgrain=args.sleepgrain)

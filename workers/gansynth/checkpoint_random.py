@@ -1,13 +1,16 @@
 """GANSynth checkpoints with random weights, written by magenta's own model code in the official layout.
 
-The layout is what ``gansynth_train`` leaves and the published zips contain: ``experiment.json``
-(``json.dump`` of the training flags) and ``stage_000NN/model.ckpt-N.*`` saved with the model's own
-``tf.train.Saver``. Progress is set to the end of training (``current_image_id`` =
-``total_num_images``) so the generator runs at full resolution, as a trained model does.
+No trained GANSynth can be downloaded here, yet the tests, the benchmark and ``make demo`` need
+folders exactly like the ones users unzip. The layout is what ``gansynth_train`` leaves and the
+published zips contain: ``experiment.json`` (``json.dump`` of the training flags) and
+``stage_000NN/model.ckpt-N.*`` saved with the model's own ``tf.train.Saver``. Progress is set to the
+end of training (``current_image_id`` = ``total_num_images``) so the generator runs at full
+resolution, as a trained model does.
 
 ``TINY`` shrinks only the channel counts (fmap_base/fmap_max): the graph, resolution schedule,
 latent size and audio length are those of ``mel_prog_hires``, so every code path is the real one.
-Run as a script to build one: ``python gansynth_checkpoints.py OUT_DIR [--full] [--pitches 32 33]``.
+Build one from the command line:
+``python -m workers.gansynth.checkpoint_random OUT_DIR [--full] [--pitches 32 33]``.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from magenta.models.gansynth.configs import mel_prog_hires
 from magenta.models.gansynth.lib import flags as lib_flags
 from magenta.models.gansynth.lib import model as lib_model
 
-from workers.gansynth.model import NO_DATA_DATASET, PITCH_COUNTS_KEY, build_model
+from .model import NO_DATA_DATASET, PITCH_COUNTS_KEY, build_model
 
 TINY = {"fmap_base": 256, "fmap_max": 8}
 """Channel counts small enough to build, save and generate quickly on 2 CPU cores."""

@@ -6,16 +6,14 @@ and one loaded model are shared by every test module.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gansynth_checkpoints import CUSTOM_PITCHES, TINY, make_checkpoint  # noqa: E402
+from workers.gansynth.checkpoint_random import CUSTOM_PITCHES, TINY, make_checkpoint  # noqa: E402
 from workers.gansynth.model import GANSynth  # noqa: E402
 
 

@@ -22,26 +22,17 @@ from workers.gansynth.model import GANSynth, slerp
 
 pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
 
-GANSYNTH_WORKER = """
-[workers.gansynth]
-env = "tf"
-module = "workers.gansynth.worker"
-"""
 ARRAYS_PATCH = Path(__file__).parent / "patches" / "gansynth_arrays.pd"
 ATOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def gansynth_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
-    """A hub whose config names the gansynth worker (merged over environment/workers.toml)."""
-    extra = tmp_path_factory.mktemp("gansynth_cfg") / "workers.toml"
-    extra.write_text(GANSYNTH_WORKER)
-    config = load_config(extra)
-    if config.worker("gansynth").missing_reason():
-        pytest.skip(config.worker("gansynth").missing_reason())
-    hub = HubThread(config=config, log_dir=tmp_path_factory.mktemp("gansynth_logs"))
-    yield hub
-    hub.stop()
+def gansynth_hub(hub: HubThread) -> HubThread:
+    """The shared hub, once we know the gansynth worker's environment exists."""
+    reason = load_config().worker("gansynth").missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return hub
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gansynth_checkpoints import CUSTOM_PITCHES
+from workers.gansynth.checkpoint_random import CUSTOM_PITCHES
 from workers.gansynth.model import CheckpointError, GANSynth, PitchError, find_checkpoint, slerp
 
 
@@ -119,7 +119,7 @@ def test_broken_checkpoint_folders_say_what_is_missing(tiny_ckpt: Path, tmp_path
 @pytest.mark.slow
 def test_full_mel_prog_hires_architecture(tmp_path: Path) -> None:
     """The published size (7.3 M generator weights, conv0 2x16x256) with random weights."""
-    from gansynth_checkpoints import generator_parameter_count, make_checkpoint
+    from workers.gansynth.checkpoint_random import generator_parameter_count, make_checkpoint
 
     root = make_checkpoint(tmp_path / "full", batch_size=2)
     assert generator_parameter_count(root) == 7_311_246
