@@ -42,6 +42,8 @@ DEMOS = [
          prepare="workers.samplernn.demo_model"),
     Demo("rave", "RAVE: a sound through a random-weight v2_small export (timbre transfer path)",
          prepare="workers.rave.demo_model"),
+    Demo("gansynth", "GANSynth: one note from a small random-weight model in the official checkpoint layout",
+         prepare="workers.gansynth.demo_model"),
 ]
 
 
