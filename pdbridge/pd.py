@@ -14,6 +14,9 @@ PATCH_DIR = PROJECT_ROOT / "pd_patches"
 HEADLESS_FLAGS = ("-nogui", "-nosound", "-nomidi", "-nrt", "-noprefs", "-stderr")
 """Never -batch: in batch mode Pd does not service sockets (docs/architecture.md)."""
 MIN_VERSION = (0, 51)
+FAST_REPLIES = ("-sleepgrain", "1")
+"""Pd reads its sockets once per sleepgrain (5 ms by default without audio): 1 ms gets a model's
+reply into the patch up to 4 ms sooner per exchange, for about 2 % of a core while Pd is idle."""
 
 
 def find_pd() -> Optional[Path]:
@@ -50,6 +53,8 @@ def pd_command(pd: Path, patch: Path, port: int, headless: bool = False, sends: 
     cmd = [str(pd)]
     if headless:
         cmd += HEADLESS_FLAGS
+    if "-sleepgrain" not in extra:
+        cmd += FAST_REPLIES
     cmd += ["-path", str(PATCH_DIR), *extra]
     cmd += ["-send", "; ".join([f"pdbridge-port {port}", *sends]), "-open", str(patch)]
     return cmd
