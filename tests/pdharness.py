@@ -29,6 +29,15 @@ SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 """Files made by the original implementations; shared/ sits beside the checkout (locally and in CI)."""
 
 
+def require_worker(model: str) -> None:
+    """Skip (saying how to fix it) when ``model``'s environment is not installed."""
+    import pytest
+
+    reason = load_config().worker(model).missing_reason()
+    if reason:
+        pytest.skip(reason)
+
+
 class HubThread:
     """A real hub on its own event loop, so tests can talk to it from blocking code."""
 

@@ -12,10 +12,9 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+from pdharness import HubThread, PdDriver, require_worker
 
-from pdbridge.config import load_config
 from pdbridge.pd import find_pd
-from pdharness import HubThread, PdDriver
 from workers.gansynth.ganspace import Components, compute_components
 from workers.gansynth.hallucinate import SETTINGS, NoteShape, overlap_add
 from workers.gansynth.model import GANSynth, slerp
@@ -29,9 +28,7 @@ ATOL = 1e-6
 @pytest.fixture(scope="module")
 def gansynth_hub(hub: HubThread) -> HubThread:
     """The shared hub, once we know the gansynth worker's environment exists."""
-    reason = load_config().worker("gansynth").missing_reason()
-    if reason:
-        pytest.skip(reason)
+    require_worker("gansynth")
     return hub
 
 

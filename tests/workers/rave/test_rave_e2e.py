@@ -6,11 +6,10 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-
-from pdbridge.config import load_config
-from pdbridge.pd import find_pd
-from pdharness import HubThread, PdDriver
+from pdharness import HubThread, PdDriver, require_worker
 from rave_fixture_exports import NotRave, make_export, save, sine
+
+from pdbridge.pd import find_pd
 from workers.rave.model import LatentEdits, RaveModel
 
 pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
@@ -25,9 +24,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def rave_hub(hub: HubThread) -> HubThread:
     """The shared hub, once we know the rave worker's environment exists."""
-    reason = load_config().worker("rave").missing_reason()
-    if reason:
-        pytest.skip(reason)
+    require_worker("rave")
     return hub
 
 

@@ -7,11 +7,10 @@ from typing import Iterator, Union
 import numpy as np
 import pytest
 import torch
+from pdharness import SHARED_FIXTURES, HubThread, PdDriver, require_worker
 
 from pdbridge import fudi
-from pdbridge.config import load_config
 from pdbridge.pd import PATCH_DIR, find_pd
-from pdharness import SHARED_FIXTURES, HubThread, PdDriver
 from workers.runtime.envelope import Env
 from workers.samplernn.checkpoint import resolve_model, save_checkpoint
 from workers.samplernn.config import SampleRNNConfig
@@ -35,13 +34,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def samplernn_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubThread]:
-    config = load_config()  # environment/workers.toml: samplernn runs in the torch environment
-    if config.worker("samplernn").missing_reason():
-        pytest.skip(config.worker("samplernn").missing_reason())
-    hub = HubThread(config=config, log_dir=tmp_path_factory.mktemp("samplernn_logs"))
-    yield hub
-    hub.stop()
+def samplernn_hub(hub: HubThread) -> HubThread:
+    """The shared hub, once we know the samplernn worker's environment exists."""
+    require_worker("samplernn")
+    return hub
 
 
 @pytest.fixture
