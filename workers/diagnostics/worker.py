@@ -38,14 +38,20 @@ def tone(req: Request) -> None:
     req.reply("tone", name, len(samples))
 
 
+def _array_and_length(req: Request) -> tuple[str, int]:
+    """``<array> <samples>``, the first two arguments of noise and unchecked."""
+    if len(req.args) < 2:
+        raise PdError(f"{req.selector} needs an array and a length: {req.selector} <array> <samples>")
+    name, n = symbol(req.args[0], "array"), integer(req.args[1], "samples")
+    if not 0 < n <= MAX_SAMPLES:
+        raise PdError(f"{req.selector}: samples must be 1..{MAX_SAMPLES}")
+    return name, n
+
+
 @worker.message("noise", help="noise <array> <samples> [seed 0]: reproducible noise (for tests)", timeout=60)
 def noise_(req: Request) -> None:
-    if len(req.args) < 2:
-        raise PdError("noise needs an array and a length: noise <array> <samples> [seed]")
-    name, n = symbol(req.args[0], "array"), integer(req.args[1], "samples")
+    name, n = _array_and_length(req)
     seed = integer(req.args[2], "seed") if len(req.args) > 2 else 0
-    if not 0 < n <= MAX_SAMPLES:
-        raise PdError(f"noise: samples must be 1..{MAX_SAMPLES}")
     req.check_arrays([name])
     req.write_array(name, noise(n, seed))
     req.reply("noise", name, n)
@@ -54,11 +60,7 @@ def noise_(req: Request) -> None:
 @worker.message("unchecked", help="unchecked <array> <samples>: noise written without asking Pd first "
                 "(as a model that skips the check; the hub still refuses to report a missing array)", timeout=60)
 def unchecked(req: Request) -> None:
-    if len(req.args) < 2:
-        raise PdError("unchecked needs an array and a length: unchecked <array> <samples>")
-    name, n = symbol(req.args[0], "array"), integer(req.args[1], "samples")
-    if not 0 < n <= MAX_SAMPLES:
-        raise PdError(f"unchecked: samples must be 1..{MAX_SAMPLES}")
+    name, n = _array_and_length(req)
     req.write_array(name, noise(n, 0))
     req.reply("unchecked", name, n)
 
