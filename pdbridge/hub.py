@@ -34,6 +34,11 @@ PD_PROTOCOL = 1
 WARNINGS_PER_S = 1
 
 
+def missing_arrays(names: list[str]) -> str:
+    """The error for arrays Pd does not have, with what to do about it."""
+    return f"array {' '.join(names)} not found: create it with [array define {names[0]}] or a table"
+
+
 class Hub:
     def __init__(self, config: Optional[Config] = None, pd_host: str = "127.0.0.1", pd_port: int = DEFAULT_PD_PORT,
                  worker_bind: str = "tcp://127.0.0.1:*", log_dir: Optional[Path] = None,
@@ -282,27 +287,25 @@ class Hub:
     async def _serve_arrays(self, slot: WorkerSlot, job: Job, msg: wire.Message) -> None:
         """Answer a worker's ``array_request`` by asking the Pd object that sent the request."""
         names = [str(n) for n in msg.content.get("names", [])]
-        content: dict[str, Any] = {"missing": [], "arrays": []}
+        content: dict[str, Any] = {"arrays": []}
         buffers = []
         try:
             if msg.content.get("op") == "check":
-                found = await asyncio.gather(*(job.client.exists(n) for n in names))
-                content["missing"] = [n for n, ok in zip(names, found) if not ok]
+                counts = await asyncio.gather(*[job.client.check(n) for n in names])
             else:
                 paths = [self.exchange.new_path(n) for n in names]
-                counts = await asyncio.gather(*(job.client.fetch(n, p) for n, p in zip(names, paths)))
+                counts = await asyncio.gather(*[job.client.fetch(n, p) for n, p in zip(names, paths)])
                 for name, path, n in zip(names, paths, counts):
-                    if n < 0:
-                        content["missing"].append(name)
-                        continue
-                    samples = self.exchange.read(path)
+                    if n >= 0:
+                        meta, data = wire.array_to_buffer(self.exchange.read(path))
+                        content["arrays"].append({"name": name, **meta})
+                        buffers.append(data)
                     self.exchange.discard(path)
-                    meta, data = wire.array_to_buffer(samples)
-                    content["arrays"].append({"name": name, **meta})
-                    buffers.append(data)
+            missing = [n for n, count in zip(names, counts) if count < 0]
+            if missing:
+                content, buffers = {"error": missing_arrays(missing)}, []
         except (PdGone, OSError, RuntimeError) as exc:
-            content = {"error": f"could not get arrays from Pd: {exc}"}
-            buffers = []
+            content, buffers = {"error": f"could not get arrays from Pd: {exc}"}, []
         self.send_to_worker(slot, self.session.msg("array_reply", content, parent=msg, buffers=buffers))
 
     async def _deliver(self, job: Job, msg: wire.Message) -> None:
@@ -316,29 +319,27 @@ class Hub:
         """
         client = job.client
         metas = msg.content.get("arrays", [])
-        confirmed = set(msg.content.get("checked", [])) >= {m["name"] for m in metas}
+        names = [m["name"] for m in metas]
         try:
-            if len(metas) > 1 and not confirmed:
-                found = await asyncio.gather(*(client.exists(m["name"]) for m in metas))
-                missing = [m["name"] for m, ok in zip(metas, found) if not ok]
+            if len(metas) > 1 and not set(msg.content.get("checked", [])) >= set(names):
+                counts = await asyncio.gather(*[client.check(n) for n in names])
+                missing = [n for n, count in zip(names, counts) if count < 0]
                 if missing:
-                    client.error(f"{job.selector}: array {' '.join(missing)} not found; no array was changed")
+                    client.error(f"{job.selector}: {missing_arrays(missing)}; no array was changed")
                     return
             paths = [self.exchange.write(m["name"], wire.buffer_to_array(m, buf), m.get("sr"))
                      for m, buf in zip(metas, msg.buffers)]
             try:
                 client.send("_begin")
-                stores = asyncio.gather(*(client.store(p, m["name"]) for p, m in zip(paths, metas)))
-                await asyncio.sleep(0)  # the stores write their _array messages first
+                stores = [client.store(p, n) for p, n in zip(paths, names)]  # sent now, answered later
                 self._send_results(job, msg, gated=True)
-                counts = await stores
+                counts = await asyncio.gather(*stores)
             finally:
                 for path in paths:
                     self.exchange.discard(path)
-            missing = [m["name"] for m, n in zip(metas, counts) if n < 0]
+            missing = [n for n, count in zip(names, counts) if count < 0]
             if missing:
-                client.error(f"{job.selector}: array {' '.join(missing)} not found: create it with "
-                             f"[array define {missing[0]}]")
+                client.error(f"{job.selector}: {missing_arrays(missing)}")
         except PdGone:
             pass
 

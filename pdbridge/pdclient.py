@@ -13,7 +13,7 @@ import itertools
 import logging
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Awaitable, Optional
 
 from . import fudi
 from .fudi import Atom
@@ -66,28 +66,33 @@ class PdClient:
         self.send("progress", round(fraction, 4))
 
     # -- array conversations ---------------------------------------------------------------------
-    async def _array(self, name: str, *soundfiler: Atom) -> float:
+    def _array(self, name: str, *soundfiler: Atom) -> Awaitable[float]:
+        """Send ``_array`` now (so callers control the order of messages); await Pd's count."""
         token = next(self._tokens)
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._pending[token] = fut
+        self.send("_array", name, token, *soundfiler)
+        return self._answer(token, fut, name)
+
+    async def _answer(self, token: int, fut: "asyncio.Future[float]", name: str) -> float:
         try:
-            self.send("_array", name, token, *soundfiler)
             return await asyncio.wait_for(fut, PD_ANSWER_TIMEOUT_S)
         except asyncio.TimeoutError:
             raise PdGone(f"Pd did not answer about array {name} within {PD_ANSWER_TIMEOUT_S:g} s") from None
         finally:
             self._pending.pop(token, None)
 
-    async def exists(self, name: str) -> bool:
-        return await self._array(name) >= 0
+    def check(self, name: str) -> Awaitable[float]:
+        """Whether array ``name`` exists: 0, or -1 when it does not."""
+        return self._array(name)
 
-    async def fetch(self, name: str, path: Path) -> float:
+    def fetch(self, name: str, path: Path) -> Awaitable[float]:
         """Have Pd write array ``name`` to ``path`` as float32; -1 when the array does not exist."""
-        return await self._array(name, "write", "-bytes", 4, str(path), name)
+        return self._array(name, "write", "-bytes", 4, str(path), name)
 
-    async def store(self, path: Path, name: str) -> float:
+    def store(self, path: Path, name: str) -> Awaitable[float]:
         """Have Pd read ``path`` into array ``name``, resizing it; -1 when the array does not exist."""
-        return await self._array(name, "read", "-resize", "-maxsize", 1e9, str(path), name)
+        return self._array(name, "read", "-resize", "-maxsize", 1e9, str(path), name)
 
     def answer(self, atoms: list[Atom]) -> None:
         """The abstraction's ``_array TOKEN N`` answer."""

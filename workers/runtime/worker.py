@@ -95,11 +95,7 @@ class Job:
                 break
             if time.monotonic() > deadline:
                 raise PdError(f"Pd did not answer about arrays {' '.join(names)}")
-        missing = reply.content.get("missing", [])
-        if missing:
-            raise PdError(
-                f"array {' '.join(missing)} not found: create it with [array define {missing[0]}] or a table")
-        if reply.content.get("error"):
+        if reply.content.get("error"):  # the hub words it: a missing array, or Pd not answering
             raise PdError(reply.content["error"])
         if op == "check":
             return {}
