@@ -29,6 +29,7 @@ log = logging.getLogger("pdbridge.hub")
 START_TIMEOUT_S = 180.0
 """Importing TensorFlow and building a graph on 2 slow cores can take a minute."""
 CANCEL_GRACE_S = 2.0
+TIMEOUT_GRACE_S = 1.0
 REMOTE_SILENCE_S = 1.0
 DEFAULT_TIMEOUT_S = 300.0
 LOG_LINES_PER_S = 10
@@ -41,7 +42,6 @@ class Job:
     atoms: list
     msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     received: float = field(default_factory=time.monotonic)
-    started: float = 0.0
     timed_out: Optional[float] = None
     cancel_requested: bool = False
     timer: Optional[asyncio.TimerHandle] = None
@@ -60,7 +60,6 @@ class WorkerSlot:
         self.queue: collections.deque[Job] = collections.deque()
         self.current: Optional[Job] = None
         self.last_heard = 0.0
-        self.restarts = 0
         self.log_path = hub.log_dir / f"{self.model}.log"
         self._starting: Optional[asyncio.Task[None]] = None
         self._recent_output: collections.deque[str] = collections.deque(maxlen=6)
@@ -83,7 +82,6 @@ class WorkerSlot:
             self._pump()
             return
         self.current = job
-        job.started = time.monotonic()
         timeout = self.timeout_for(job.selector)
         if timeout is not None:
             job.timer = asyncio.get_running_loop().call_later(timeout, self._on_timeout, job, timeout)
@@ -118,15 +116,17 @@ class WorkerSlot:
         job = self.current
         if job and job.client is client and not job.cancel_requested:
             job.cancel_requested = True
-            self.hub.send_to_worker(self, self.hub.session.msg("cancel", parent=job.msg_id))
-            asyncio.get_running_loop().call_later(CANCEL_GRACE_S, self._kill_if_still, job, "did not stop after cancel")
+            self._stop(job, CANCEL_GRACE_S, "did not stop after cancel")
 
     def _on_timeout(self, job: Job, timeout: float) -> None:
-        if self.current is not job:
-            return
-        job.timed_out = timeout
+        if self.current is job:
+            job.timed_out = timeout
+            self._stop(job, TIMEOUT_GRACE_S, f"timed out after {timeout:g} s")
+
+    def _stop(self, job: Job, grace: float, why: str) -> None:
+        """Ask the worker to cancel ``job``; kill it if ``job`` is still running ``grace`` s later."""
         self.hub.send_to_worker(self, self.hub.session.msg("cancel", parent=job.msg_id))
-        asyncio.get_running_loop().call_later(1.0, self._kill_if_still, job, f"timed out after {timeout:g} s")
+        asyncio.get_running_loop().call_later(grace, self._kill_if_still, job, why)
 
     def _kill_if_still(self, job: Job, why: str) -> None:
         if self.current is not job:
@@ -206,7 +206,6 @@ class WorkerSlot:
         self.identity = None
         self.process = None
         self.remote = False
-        self.restarts += 1
         job, self.current = self.current, None
         if job:
             if job.timer:
