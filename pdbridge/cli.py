@@ -6,19 +6,18 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
-from .config import load_config
+from .config import STATE_DIR, load_config
 from .hub import DEFAULT_PD_PORT, Hub
+from .launcher import run_module
 
 
 def runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")))
-    return Path(base) / "pdbridge"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "pdbridge" if runtime else STATE_DIR
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -72,26 +71,22 @@ def cmd_open(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def run_in_model_env(model: str, module: str, args: list[str], env_extra: Optional[dict[str, str]] = None) -> int:
-    """Run ``python -m module args`` with the interpreter of ``model``'s environment, from the project root."""
-    from .config import PROJECT_ROOT
-
+def run_in_model_env(model: str, module: str, args: list[str], **env: str) -> int:
+    """Run ``python -m module args`` with the interpreter of ``model``'s environment."""
     config = load_config().worker(model)
     reason = config.missing_reason()
     if reason:
         print(f"pdbridge: {reason}", file=sys.stderr)
         return 2
-    env = dict(os.environ, **(env_extra or {}))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-    return subprocess.call([str(config.python), "-m", module, *args], env=env, cwd=str(PROJECT_ROOT))
+    return run_module(config, module, args, **env)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     worker_args = ["--connect", args.connect, "--device", args.device]
     if args.connection_file:
         worker_args += ["--key-file", str(Path(args.connection_file).resolve())]
-    return run_in_model_env(args.model, load_config().worker(args.model).module, worker_args,
-                            {"PDBRIDGE_KEY": args.key} if args.key and not args.connection_file else None)
+    key = {"PDBRIDGE_KEY": args.key} if args.key and not args.connection_file else {}
+    return run_in_model_env(args.model, load_config().worker(args.model).module, worker_args, **key)
 
 
 def cmd_ganspace(args: argparse.Namespace) -> int:

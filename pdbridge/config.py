@@ -14,7 +14,17 @@ except ModuleNotFoundError:  # Python 3.10
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "environment" / "workers.toml"
 ENVS_DIR = Path(os.environ.get("PDBRIDGE_ENVS", PROJECT_ROOT / ".cache" / "envs"))
+STATE_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "pdbridge"
+"""Worker logs and hub connection files (when there is no $XDG_RUNTIME_DIR)."""
 USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pdbridge" / "workers.toml"
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """This process's environment, plus ``extra``, with the project importable from any interpreter
+    (workers and tools run from the checkout, in environments that do not install it)."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    return env
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ in the real upstream format first (cached in .cache/demo-models/<model>), passed
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ import numpy as np
 import soundfile
 
 from . import fudi
-from .config import PROJECT_ROOT, load_config
+from .config import PROJECT_ROOT, WorkerConfig, load_config
 from .hub import Hub
+from .launcher import run_module
 from .pd import PATCH_DIR, find_pd, pd_command
 
 DEMO_PATCHES = PATCH_DIR / "examples" / "demo"
@@ -47,15 +47,16 @@ DEMOS = [
 ]
 
 
-def _prepare(demo: Demo, python: Path) -> Optional[Path]:
+def _prepare(demo: Demo, worker: WorkerConfig) -> Optional[Path]:
     if demo.prepare is None:
         return None
     target = MODEL_CACHE / demo.model
     if not (target / ".ready").exists():
         target.mkdir(parents=True, exist_ok=True)
         print(f"  making a small {demo.model} model in {target} ...", flush=True)
-        subprocess.run([str(python), "-m", demo.prepare, str(target)], check=True, cwd=PROJECT_ROOT,
-                       env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+        code = run_module(worker, demo.prepare, [str(target)])
+        if code != 0:
+            raise subprocess.CalledProcessError(code, demo.prepare)
         (target / ".ready").write_text("ok\n")
     return target
 
@@ -102,7 +103,7 @@ def run_demo(out_dir: Path) -> int:
                     continue
                 print(f"{demo.model}: rendering through Pd ...", flush=True)
                 try:
-                    model_dir = await asyncio.to_thread(_prepare, demo, worker.python)
+                    model_dir = await asyncio.to_thread(_prepare, demo, worker)
                 except subprocess.CalledProcessError as exc:
                     rows.append((demo, False, f"could not make the demo model ({exc})", wav))
                     continue

@@ -1,14 +1,13 @@
 """``pdbridge doctor``: one line per thing pdbridge needs, and the fix when it is missing."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from .config import PROJECT_ROOT, WorkerConfig, load_config
+from .config import PROJECT_ROOT, WorkerConfig, load_config, project_env
 from .pd import MIN_VERSION, find_pd, pd_version
 
 OK, BAD, INFO = "ok  ", "FAIL", "--  "
@@ -41,7 +40,7 @@ def check_worker(worker: WorkerConfig) -> tuple[str, str]:
     if worker.missing_reason():
         return BAD, f"worker {worker.model}: needs the {worker.env} environment: run `make env-{worker.env}`"
     proc = subprocess.run([str(worker.python), "-c", f"import {worker.module}"], capture_output=True, text=True,
-                          timeout=300, cwd=PROJECT_ROOT, env=_env())
+                          timeout=300, cwd=PROJECT_ROOT, env=project_env())
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
         return BAD, f"worker {worker.model}: does not import ({last}): rebuild with `make env-{worker.env}`"
@@ -63,10 +62,6 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(PROJECT_ROOT))
     except ValueError:
         return str(path)
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
 
 
 def _run(worker: WorkerConfig, code: str) -> Optional[str]:

@@ -1,11 +1,11 @@
-"""Starting a worker process with its model environment's interpreter."""
+"""Starting a worker process (or a model's tool) with its model environment's interpreter."""
 from __future__ import annotations
 
 import asyncio
-import os
+import subprocess
 
 from . import wire
-from .config import PROJECT_ROOT, WorkerConfig
+from .config import PROJECT_ROOT, WorkerConfig, project_env
 
 
 async def spawn_worker(config: WorkerConfig, connect_url: str, key: bytes, identity: str,
@@ -14,15 +14,17 @@ async def spawn_worker(config: WorkerConfig, connect_url: str, key: bytes, ident
 
     The key travels in the environment, not on the command line, where ``ps`` would show it.
     """
-    env = dict(os.environ)
-    env[wire.KEY_ENV] = key.decode("ascii")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-    env["PYTHONUNBUFFERED"] = "1"
+    env = project_env(**{wire.KEY_ENV: key.decode("ascii"), "PYTHONUNBUFFERED": "1"})
     return await asyncio.create_subprocess_exec(
         str(config.python), "-m", config.module, "--connect", connect_url, "--id", identity,
         "--device", device, "--exit-with-hub",
         cwd=str(PROJECT_ROOT), env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+
+
+def run_module(config: WorkerConfig, module: str, args: list[str], **env: str) -> int:
+    """``python -m module args`` with ``config``'s interpreter, in the foreground; its exit code."""
+    return subprocess.call([str(config.python), "-m", module, *args], cwd=str(PROJECT_ROOT), env=project_env(**env))
 
 
 def exit_description(returncode: int) -> str:

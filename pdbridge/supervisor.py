@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from .config import WorkerConfig
+from .config import STATE_DIR, WorkerConfig
 from .launcher import exit_description, spawn_worker
 from .pdclient import PdClient
 from .wire import Message
@@ -258,8 +258,6 @@ class WorkerSlot:
 
 
 def default_log_dir() -> Path:
-    base = os.environ.get("PDBRIDGE_LOG_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")), "pdbridge", "logs")
-    path = Path(base)
+    path = Path(os.environ["PDBRIDGE_LOG_DIR"]) if os.environ.get("PDBRIDGE_LOG_DIR") else STATE_DIR / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
