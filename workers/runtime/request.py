@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 import numpy as np
 
-from .args import Atom, Options
+from .args import Atom, Options, symbol
 from .errors import Cancelled, PdError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,8 +47,7 @@ class Request:
 
     def resolve_path(self, path: Union[str, float]) -> Path:
         """A path as the user meant it: ``~`` expanded, relative paths from the patch's folder."""
-        text = path if isinstance(path, str) else f"{path:g}"
-        p = Path(os.path.expanduser(text))
+        p = Path(os.path.expanduser(symbol(path, "path")))
         if not p.is_absolute() and self.canvas_dir:
             p = Path(self.canvas_dir) / p
         return p
