@@ -108,13 +108,17 @@ def test_untrained_pitch_and_bad_arrays_are_errors_on_the_outlet(loaded: PdDrive
     assert "nowhere" in pd.error()
 
 
-def test_ganspace_sliders_noz_and_hallucinations(loaded: PdDriver, tiny_models,
-                                                 pca_file: tuple[Path, Components]) -> None:
-    tiny_model = tiny_models(8)  # the worker's batch size
-    pd = loaded
+@pytest.fixture
+def with_components(loaded: PdDriver, tiny_models, pca_file: tuple[Path, Components]):
+    """The loaded object with the test's 16 GANSpace components, the matching in-process model, the components."""
     path, comps = pca_file
-    pd.send("load_ganspace_components", str(path), "gamps")
-    assert pd.result("loaded_pca") == [16.0]
+    loaded.send("load_ganspace_components", str(path), "gamps")
+    assert loaded.result("loaded_pca") == [16.0]
+    return loaded, tiny_models(8), comps  # 8: the worker's batch size
+
+
+def test_ganspace_sliders_noz_and_hallucinations(with_components) -> None:
+    pd, tiny_model, comps = with_components
     assert len(pd.read_array("gamps")) == 16
 
     amps = np.zeros(16, np.float32)
@@ -144,13 +148,8 @@ def test_ganspace_sliders_noz_and_hallucinations(loaded: PdDriver, tiny_models,
     assert clip[0] == 0.0 and abs(clip[-1]) < 1e-3 and np.abs(clip[-200:]).max() < 0.5 * 200 / 4800 * 2
 
 
-def test_halluseq_steps_state_and_playback(loaded: PdDriver, tiny_models,
-                                           pca_file: tuple[Path, Components]) -> None:
-    tiny_model = tiny_models(8)  # the worker's batch size
-    pd = loaded
-    path, comps = pca_file
-    pd.send("load_ganspace_components", str(path), "gamps")
-    pd.result("loaded_pca")
+def test_halluseq_steps_state_and_playback(with_components) -> None:
+    pd, tiny_model, comps = with_components
     first = np.zeros(16, np.float32)
     first[1] = 2.0
     pd.write_array("gamps", first)
