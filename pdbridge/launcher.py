@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 from . import wire
 from .config import PROJECT_ROOT, WorkerConfig, project_env
 
 
-async def spawn_worker(config: WorkerConfig, connect_url: str, key: bytes, identity: str,
+async def spawn_worker(config: WorkerConfig, connect_url: str, key: bytes, identity: str, arrays: Path,
                        device: str = "auto") -> asyncio.subprocess.Process:
     """Start ``python -m <module>`` from the project root; stdout and stderr come back merged.
 
     The key travels in the environment, not on the command line, where ``ps`` would show it.
+    ``arrays`` is the hub's array folder, which the worker reads and writes directly.
     """
     env = project_env(**{wire.KEY_ENV: key.decode("ascii"), "PYTHONUNBUFFERED": "1"})
     return await asyncio.create_subprocess_exec(
         str(config.python), "-m", config.module, "--connect", connect_url, "--id", identity,
-        "--device", device, "--exit-with-hub",
+        "--device", device, "--exit-with-hub", "--arrays", str(arrays),
         cwd=str(PROJECT_ROOT), env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
 

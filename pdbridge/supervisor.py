@@ -85,9 +85,7 @@ class WorkerSlot:
         timeout = self.timeout_for(job.selector)
         if timeout is not None:
             job.timer = asyncio.get_running_loop().call_later(timeout, self._on_timeout, job, timeout)
-        self.hub.send_to_worker(self, self.hub.session.msg(
-            "request", {"selector": job.selector, "atoms": job.atoms, "session": job.client.session,
-                        "canvas_dir": job.client.canvas_dir}), job.msg_id)
+        self.hub.dispatch(self, job)
 
     def timeout_for(self, selector: str) -> Optional[float]:
         spec = self.hello.get("messages", {}).get(selector)
@@ -160,7 +158,8 @@ class WorkerSlot:
         self._recent_output.clear()
         log.info("starting %s worker (%s)", self.model, self.config.python)
         try:
-            self.process = await spawn_worker(self.config, self.hub.local_worker_url, self.hub.key, identity)
+            self.process = await spawn_worker(self.config, self.hub.local_worker_url, self.hub.key, identity,
+                                              self.hub.exchange.root)
         except OSError as exc:
             self._fail_queue(f"could not start the {self.model} worker: {exc}")
             return

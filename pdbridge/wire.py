@@ -141,3 +141,29 @@ def buffer_to_array(meta: dict[str, Any], buf: Buffer) -> np.ndarray:
 def key_from_environment() -> Optional[bytes]:
     value = os.environ.get(KEY_ENV)
     return value.encode("ascii") if value else None
+
+
+def reads_slice(spec: str) -> slice:
+    """Parse a message's ``reads`` declaration: Python slice syntax over the request's atoms.
+
+    A worker declares which arguments name arrays its handler reads (``"0:1"``: the first one,
+    ``"0::3"``: every third from the first), so the hub can fetch them from Pd before the request
+    starts, saving the handler a round trip. Raises ValueError for anything else.
+    """
+    parts = spec.split(":")
+    if not 2 <= len(parts) <= 3:
+        raise ValueError(f"reads must look like a slice (e.g. '0:1' or '0::3'), got {spec!r}")
+    try:
+        start, stop, *step = [int(p) if p.strip() else None for p in parts]
+    except ValueError:
+        raise ValueError(f"reads must look like a slice (e.g. '0:1' or '0::3'), got {spec!r}") from None
+    if step and step[0] is not None and step[0] <= 0:
+        raise ValueError(f"reads: the step must be positive, got {spec!r}")
+    return slice(start, stop, step[0] if step else None)
+
+
+def read_names(spec: Optional[str], atoms: Sequence[Any]) -> list[str]:
+    """The distinct symbols among ``atoms`` that ``spec`` (see :func:`reads_slice`) selects."""
+    if not spec:
+        return []
+    return list(dict.fromkeys(a for a in atoms[reads_slice(spec)] if isinstance(a, str) and a))

@@ -8,9 +8,11 @@ import socket
 import time
 
 import numpy as np
+import soundfile
 import zmq
 
 from pdbridge import fudi, wire
+from pdharness import HubThread, PdDriver
 
 KNOWN = np.linspace(-0.25, 0.25, 500, dtype=np.float32)
 
@@ -177,3 +179,40 @@ def test_unsigned_and_wrongly_signed_zeromq_frames_are_dropped(pd_driver, hub):
     assert hub.hub.dropped_frames == before + 2
     still_serving(pd)
     assert pd.wait_console("dropped a ZeroMQ message that failed verification")
+
+
+def test_a_worker_cannot_make_the_hub_touch_files_outside_its_array_folder(tmp_path):
+    """A (signed, so trusted, but buggy) worker names a file elsewhere as its output: Pd does not
+    read it, the hub does not delete it, the user's array is unchanged and Pd hears why."""
+    outside = tmp_path / "precious.wav"
+    soundfile.write(outside, np.ones(10, np.float32), 44100, subtype="FLOAT")
+    hub = HubThread(log_dir=tmp_path)
+    fake = zmq.Context.instance().socket(zmq.DEALER)
+    try:
+        session = wire.Session(hub.hub.key, sender="fake")
+        fake.connect(hub.hub.worker_url)
+        fake.send_multipart(session.serialize(session.msg("hello", {
+            "model": "diagnostics", "arrays": str(hub.hub.exchange.root),
+            "messages": {"tone": {"help": "", "timeout": 10}}})))
+        slot = hub.hub.slots["diagnostics"]
+        deadline = time.monotonic() + 10
+        while not hub.run(slot.ready.is_set):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        pd = PdDriver(hub.port, "diagnostics", timeout=20)
+        try:
+            pd.write_array("drv-a", KNOWN)
+            pd.send("tone", "drv-a")
+            assert fake.poll(10_000), "the hub did not forward the request"
+            _, request = session.deserialize(fake.recv_multipart())
+            fake.send_multipart(session.serialize(session.msg("done", {
+                "results": [["tone", "drv-a", 10]],
+                "arrays": [{"name": "drv-a", "sr": 44100, "path": str(outside)}]}, parent=request)))
+            assert "not in the hub's array folder" in pd.error()
+            assert np.array_equal(pd.read_array("drv-a"), KNOWN)
+            assert outside.exists()
+        finally:
+            pd.close()
+    finally:
+        fake.close(linger=0)
+        hub.stop()

@@ -1,6 +1,8 @@
 """Pd -> hub -> worker -> Pd with real headless Pd and the diagnostics worker: the happy paths."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import soundfile
 
@@ -26,6 +28,48 @@ def test_array_goes_to_the_worker_and_back_bit_exact(pd_driver):
     assert pd.result("echo") == ["drv-b", 64000.0]
     out = pd.read_array("drv-b")
     assert np.array_equal(out.view(np.uint32), samples.view(np.uint32))
+
+
+def test_declared_inputs_travel_with_the_request(pd_driver, hub):
+    """echo declares reads="0:1": the worker finds its input in the request and only asks Pd
+    whether the output array exists."""
+    pd = pd_driver("diagnostics")
+    samples = np.random.default_rng(8).uniform(-1, 1, 1000).astype(np.float32)
+    pd.write_array("drv-a", samples)
+    asked: list[str] = []
+    serve = hub.hub._serve_arrays
+
+    async def counting(slot, job, msg):
+        asked.append(msg.content.get("op"))
+        await serve(slot, job, msg)
+
+    hub.run(setattr, hub.hub, "_serve_arrays", counting)
+    try:
+        pd.send("echo", "drv-a", "drv-b")
+        assert pd.result("echo") == ["drv-b", 1000.0]
+    finally:
+        hub.run(delattr, hub.hub, "_serve_arrays")
+    assert asked == ["check"]
+    assert np.array_equal(pd.read_array("drv-b"), samples)
+
+
+def test_a_local_worker_moves_arrays_as_files_and_none_are_left(pd_driver, hub):
+    pd = pd_driver("diagnostics")
+    pd.send("noise", "drv-a", 64000, 5)
+    assert pd.result("noise") == ["drv-a", 64000.0]
+    pd.send("echo", "drv-a", "drv-b", 0.5)
+    assert pd.result("echo") == ["drv-b", 64000.0]
+    pd.send("echo", "no-such-array", "drv-b")
+    assert "not found" in pd.error()
+    pd.send("echo", "drv-a", "no-such-array")
+    assert "not found" in pd.error()
+    expected = np.random.default_rng(5).uniform(-1.0, 1.0, 64000).astype(np.float32)
+    assert np.array_equal(pd.read_array("drv-b"), expected * np.float32(0.5))
+    assert hub.run(hub.hub.shares_files, hub.hub.slots["diagnostics"])
+    deadline = time.monotonic() + 5  # the last files go once Pd has said it read them
+    while list(hub.hub.exchange.root.glob("*.wav")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(hub.hub.exchange.root.glob("*.wav")) == []
 
 
 def test_a_million_samples(pd_driver):

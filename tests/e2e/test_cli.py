@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pdharness import HubThread, PdDriver
@@ -64,6 +65,32 @@ def test_worker_started_by_hand_serves_pd_and_its_death_is_noticed(lone_hub, tmp
         assert pd.quit() == 0
     finally:
         pd.close()
+        remote.wait(timeout=10)
+
+
+def test_a_worker_that_cannot_see_the_array_folder_gets_arrays_as_buffers(lone_hub):
+    """A worker on another machine (here: started with only the key) has no access to the hub's
+    array folder: its arrays travel inside the messages, still bit for bit."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    remote = subprocess.Popen([sys.executable, "-m", "pdbridge", "worker", "diagnostics", "--connect",
+                               lone_hub.hub.worker_url, "--key", lone_hub.hub.key.decode()], env=env)
+    slot = lone_hub.hub.slots["diagnostics"]
+    deadline = time.monotonic() + 60
+    while not lone_hub.run(lambda: slot.remote and slot.ready.is_set()):
+        assert time.monotonic() < deadline, "the hand-started worker never said hello"
+        time.sleep(0.1)
+    pd = PdDriver(lone_hub.port, "diagnostics", timeout=60)
+    try:
+        assert not lone_hub.run(lone_hub.hub.shares_files, slot)
+        samples = np.random.default_rng(4).uniform(-1, 1, 50_000).astype(np.float32)
+        pd.write_array("drv-a", samples)
+        pd.send("echo", "drv-a", "drv-b")
+        assert pd.result("echo") == ["drv-b", 50_000.0]
+        assert np.array_equal(pd.read_array("drv-b"), samples)
+        assert lone_hub.run(lambda: slot.process) is None  # the hand-started worker did it
+    finally:
+        pd.close()
+        remote.terminate()
         remote.wait(timeout=10)
 
 

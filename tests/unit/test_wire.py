@@ -54,3 +54,22 @@ def test_empty_key_is_refused():
 def test_buffer_size_must_match_shape():
     with pytest.raises(wire.InvalidMessage):
         wire.buffer_to_array({"shape": [10], "dtype": "float32"}, b"\x00" * 8)
+
+
+@pytest.mark.parametrize("spec, expected", [("0:1", slice(0, 1)), ("0::3", slice(0, None, 3)), ("1:", slice(1, None)),
+                                            (":2", slice(None, 2)), ("-1:", slice(-1, None))])
+def test_reads_declarations_are_slices(spec, expected):
+    assert wire.reads_slice(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["0", "a:b", "0:1:2:3", "0::0", "0::-1", ""])
+def test_bad_reads_declarations_are_refused(spec):
+    with pytest.raises(ValueError, match="reads"):
+        wire.reads_slice(spec)
+
+
+def test_read_names_are_the_distinct_symbols_selected():
+    atoms = ["za", "out1", 36.0, "zb", "out2", 40.0, "za", "out3", 43.0]
+    assert wire.read_names("0::3", atoms) == ["za", "zb"]
+    assert wire.read_names("2::3", atoms) == []  # numbers are never array names
+    assert wire.read_names(None, atoms) == []

@@ -65,7 +65,8 @@ def unchecked(req: Request) -> None:
     req.reply("unchecked", name, n)
 
 
-@worker.message("echo", help="echo <in-array> <out-array> [gain 1]: copy an array through the worker", timeout=60)
+@worker.message("echo", help="echo <in-array> <out-array> [gain 1]: copy an array through the worker", timeout=60,
+                reads="0:1")
 def echo(req: Request) -> None:
     if len(req.args) < 2:
         raise PdError("echo needs two arrays: echo <in> <out> [gain]")

@@ -159,7 +159,8 @@ def randomize_z(req: Request) -> None:
     req.reply("randomized")
 
 
-@worker.message("slerp_z", help="slerp_z <z-a> <z-b> <z-out> <amount 0..1>: spherical interpolation", timeout=30)
+@worker.message("slerp_z", help="slerp_z <z-a> <z-b> <z-out> <amount 0..1>: spherical interpolation", timeout=30,
+                reads="0:2")
 def slerp_z(req: Request) -> None:
     if len(req.args) != 4:
         raise PdError("usage: slerp_z <z-a> <z-b> <z-out> <amount 0..1>")
@@ -173,7 +174,7 @@ def slerp_z(req: Request) -> None:
 
 
 @worker.message("synthesize", help="synthesize <z> <out> <pitch> [<z> <out> <pitch> ...]: one note per triple "
-                "(with the GANSpace sliders applied when components are loaded)", timeout=None)
+                "(with the GANSpace sliders applied when components are loaded)", timeout=None, reads="0::3")
 def synthesize(req: Request) -> None:
     if not req.args or len(req.args) % 3:
         raise PdError("usage: synthesize <z-array> <out-array> <pitch> [<z-array> <out-array> <pitch> ...]")

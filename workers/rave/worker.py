@@ -159,7 +159,7 @@ def clear(req: Request) -> None:
 
 
 @worker.message("encode", help="encode <in-array> <latent-prefix> [--sr N] [--seed N] [--bias d v..] "
-                "[--scale d v..]: latents into <prefix>-0, <prefix>-1, ...", timeout=None)
+                "[--scale d v..]: latents into <prefix>-0, <prefix>-1, ...", timeout=None, reads="0:1")
 def encode(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS)
     src, prefix = _positional(opts, 2, "encode <in-array> <latent-prefix> [--sr N] [--seed N]")[:2]
@@ -199,7 +199,8 @@ def decode(req: Request) -> None:
 
 
 @worker.message("forward", help="forward <in-array> <out-array> [more out-arrays] [--latent prefix] [--sr N] "
-                "[--seed N] [--bias d v..] [--scale d v..]: timbre transfer through the model", timeout=None)
+                "[--seed N] [--bias d v..] [--scale d v..]: timbre transfer through the model", timeout=None,
+                reads="0:1")
 def forward(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS | {"latent"})
     src, *outs = _positional(opts, 2, "forward <in-array> <out-array> [--latent prefix] [--sr N]")

@@ -20,12 +20,14 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import zmq
 
 from pdbridge import wire
+from pdbridge.exchange import ArrayExchange, read_wav
 from pdbridge.wire import Message, Session
 
 from .device import choose_device
@@ -51,6 +53,7 @@ class MessageSpec:
     handler: Handler
     help: str
     timeout: Optional[float]
+    reads: Optional[str] = None
 
 
 @dataclass
@@ -63,6 +66,8 @@ class Job:
     session: str
     canvas_dir: str
     channel: "_Channel"
+    prefetched: dict[str, np.ndarray] = field(default_factory=dict)
+    """Arrays the hub read from Pd before the request started (the message's ``reads``)."""
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _last_poll: float = 0.0
 
@@ -82,8 +87,10 @@ class Job:
         bad = [n for n in names if not isinstance(n, str) or not n]
         if bad:
             raise PdError(f"array names must be symbols, got {bad[0]!r}")
+        have = {n: self.prefetched[n] for n in names if n in self.prefetched}
+        names = [n for n in names if n not in have]
         if not names:
-            return {}
+            return {} if op == "check" else have
         request = self.channel.session.msg("array_request", {"op": op, "names": names}, parent=self.msg_id)
         self.channel.send(request)
         deadline = time.monotonic() + ARRAY_REPLY_TIMEOUT_S
@@ -99,8 +106,24 @@ class Job:
             raise PdError(reply.content["error"])
         if op == "check":
             return {}
-        metas = reply.content.get("arrays", [])
-        return {m["name"]: np.array(wire.buffer_to_array(m, buf)) for m, buf in zip(metas, reply.buffers)}
+        return {**have, **arrays_of(reply)}
+
+
+def arrays_of(msg: Message) -> dict[str, np.ndarray]:
+    """The named arrays a hub message carries (writable copies: handlers may edit them in place).
+
+    Each is either a buffer or, for a worker on the hub's machine, the file Pd wrote, read once and
+    deleted here.
+    """
+    arrays, buffers = {}, iter(msg.buffers)
+    for meta in msg.content.get("arrays", []):
+        if "path" in meta:
+            path = Path(meta["path"])
+            arrays[meta["name"]] = read_wav(path)
+            path.unlink(missing_ok=True)
+        else:
+            arrays[meta["name"]] = np.array(wire.buffer_to_array(meta, next(buffers)))
+    return arrays
 
 
 class Worker:
@@ -112,14 +135,25 @@ class Worker:
         self.specs: dict[str, MessageSpec] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.device = "cpu"
+        self.files: Optional[ArrayExchange] = None
+        """The hub's array folder, when this worker shares the hub's machine (see :meth:`serve`)."""
         self.message("unload", help="unload: forget what this object loaded")(self._unload)
         self.message("describe", help="describe: list this model's messages")(self._describe)
 
-    def message(self, name: str, help: str = "", timeout: Optional[float] = DEFAULT_TIMEOUT_S
-                ) -> Callable[[Handler], Handler]:
-        """Register a handler for the Pd message ``name``. ``timeout`` in seconds, None for none."""
+    def message(self, name: str, help: str = "", timeout: Optional[float] = DEFAULT_TIMEOUT_S,
+                reads: Optional[str] = None) -> Callable[[Handler], Handler]:
+        """Register a handler for the Pd message ``name``. ``timeout`` in seconds, None for none.
+
+        ``reads``: which arguments name arrays the handler reads, in slice syntax over the
+        arguments (``"0:1"``, ``"0::3"``); the hub sends those arrays with the request, so
+        ``req.read_array`` finds them without a round trip. Only a hint: other reads still work.
+        """
+        if reads is not None:
+            wire.reads_slice(reads)  # a typo fails when the worker module loads, not in a request
+
         def register(fn: Handler) -> Handler:
-            self.specs[name] = MessageSpec(name, fn, help or (fn.__doc__ or "").strip().split("\n")[0], timeout)
+            self.specs[name] = MessageSpec(name, fn, help or (fn.__doc__ or "").strip().split("\n")[0], timeout,
+                                           reads)
             return fn
         return register
 
@@ -147,9 +181,19 @@ class Worker:
         if not key:
             log.error("no signing key: pass --key, --key-file or set %s", wire.KEY_ENV)
             sys.exit(2)
-        self.serve(args.connect, key, args.id or uuid.uuid4().hex, exit_with_hub=args.exit_with_hub)
+        arrays = args.arrays or (_read_connection_file(args.key_file).get("arrays", "") if args.key_file else "")
+        self.serve(args.connect, key, args.id or uuid.uuid4().hex, exit_with_hub=args.exit_with_hub,
+                   arrays=Path(arrays) if arrays else None)
 
-    def serve(self, url: str, key: bytes, identity: str, exit_with_hub: bool = False) -> None:
+    def serve(self, url: str, key: bytes, identity: str, exit_with_hub: bool = False,
+              arrays: Optional[Path] = None) -> None:
+        """Serve requests until the hub says shutdown.
+
+        ``arrays``: the hub's array folder; when this process can write there (the hub's machine),
+        arrays travel as files in it rather than through the socket, and the hello says so.
+        """
+        if arrays is not None and arrays.is_dir() and os.access(arrays, os.W_OK):
+            self.files = ArrayExchange(root=arrays, prefix=f"{identity}-")
         session = Session(key, sender=f"{self.model}:{identity}")
         channel = _Channel(self, url, session, identity)
         _Heartbeat(url, session, identity, exit_with_hub).start()
@@ -172,6 +216,9 @@ class Worker:
             spec.handler(req)
             buffers, metas = [], []
             for name, (samples, sr) in req.arrays.items():
+                if self.files is not None:
+                    metas.append({"name": name, "sr": sr, "path": str(self.files.write(name, samples, sr))})
+                    continue
                 meta, data = wire.array_to_buffer(samples)
                 metas.append({"name": name, "sr": sr, **meta})
                 buffers.append(data)
@@ -192,7 +239,9 @@ class Worker:
     def hello_content(self) -> dict[str, Any]:
         return {"model": self.model, "pid": os.getpid(), "host": socket.gethostname(),
                 "device": self.device, "python": sys.version.split()[0],
-                "messages": {n: {"help": s.help, "timeout": s.timeout} for n, s in self.specs.items()}}
+                **({"arrays": str(self.files.root)} if self.files is not None else {}),
+                "messages": {n: {"help": s.help, "timeout": s.timeout, **({"reads": s.reads} if s.reads else {})}
+                             for n, s in self.specs.items()}}
 
 
 class _Channel:
@@ -230,7 +279,7 @@ class _Channel:
             if msg.msg_type == "request":
                 c = msg.content
                 return Job(msg.msg_id, str(c["selector"]), list(c.get("atoms", [])), str(c.get("session", "")),
-                           str(c.get("canvas_dir", "")), self)
+                           str(c.get("canvas_dir", "")), self, arrays_of(msg))
             self._housekeeping(msg, None)
         return None
 
@@ -299,7 +348,10 @@ def parse_worker_args(model: str, argv: Optional[list[str]]) -> argparse.Namespa
     parser.add_argument("--connect", default=os.environ.get("PDBRIDGE_CONNECT", ""),
                         help="the hub's worker address, e.g. tcp://127.0.0.1:5555")
     parser.add_argument("--key", default="", help=f"signing key (hex); default ${wire.KEY_ENV}")
-    parser.add_argument("--key-file", default="", help="read the key from a hub connection file")
+    parser.add_argument("--key-file", default="",
+                        help="read the key (and the array folder) from a hub connection file")
+    parser.add_argument("--arrays", default="",
+                        help="the hub's array folder, when this worker runs on the hub's machine")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--id", default=os.environ.get("PDBRIDGE_WORKER_ID", ""), help=argparse.SUPPRESS)
     parser.add_argument("--exit-with-hub", action="store_true", help=argparse.SUPPRESS)
@@ -309,8 +361,12 @@ def parse_worker_args(model: str, argv: Optional[list[str]]) -> argparse.Namespa
     return args
 
 
-def _read_key_file(path: str) -> bytes:
+def _read_connection_file(path: str) -> dict[str, Any]:
     import json
 
     with open(path, encoding="utf-8") as f:
-        return json.load(f)["key"].encode("ascii")
+        return json.load(f)
+
+
+def _read_key_file(path: str) -> bytes:
+    return _read_connection_file(path)["key"].encode("ascii")
