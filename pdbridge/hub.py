@@ -3,7 +3,7 @@
 A Pd message travels: ``[pdbridge.conn]`` -> :meth:`Hub._on_pd_message` -> the model's
 :class:`~pdbridge.supervisor.WorkerSlot` queue -> the worker (``request``). The worker may ask
 for arrays (``array_request``, answered by :meth:`_serve_arrays` through the same Pd connection;
-the ones its message declares it ``reads`` travel with the request, see :meth:`dispatch`),
+the ones its message declares it ``reads`` follow the request unasked, see :meth:`dispatch`),
 reports ``progress`` and ends with ``done`` (results and output arrays, landed by :meth:`_deliver`)
 or ``error``. The hub never waits on a worker: every step is an asyncio callback or task.
 """
@@ -288,12 +288,12 @@ class Hub:
                 job.client.error(f"{job.selector}: {text}")
 
     def dispatch(self, slot: WorkerSlot, job: Job) -> None:
-        """Send ``job`` to its worker; first fetch the arrays its message declares it reads.
+        """Send ``job`` to its worker, and at the same time fetch the arrays its message ``reads``.
 
-        With the inputs inside the request, the handler needs no round trip back through the hub
-        before it can start: on a single note that is a few percent of the time. Arrays Pd does
-        not have are simply left out: the handler asks for them as usual and gets the usual error,
-        in the order its own checks run.
+        The fetched arrays follow the request as an ``array_reply`` to it, so Pd writes them while
+        the request travels and the handler starts, and the handler needs no round trip of its
+        own: on a single GANSynth note that is a few percent of the time. Arrays Pd does not have
+        are left out: the handler asks for them as usual and reports them in its own order.
         """
         spec = slot.hello.get("messages", {}).get(job.selector) or {}
         try:
@@ -301,25 +301,19 @@ class Hub:
         except ValueError as exc:
             log.warning("%s: ignoring the worker's reads declaration: %s", job.selector, exc)
             names = []
-        if not names:
-            self._send_request(slot, job, {}, [])
-            return
-
-        async def fetch_then_send() -> None:
-            content, buffers = await self._fetch(slot, job.client, "read", names)
-            if slot.current is not job:  # timed out or the worker died meanwhile
-                self._discard_files(content)
-                return
-            self._send_request(slot, job, {"arrays": content.get("arrays", [])}, buffers)
-            if job.cancel_requested or job.timed_out is not None:  # its cancel went out first: say it again
-                self.send_to_worker(slot, self.session.msg("cancel", parent=job.msg_id))
-
-        asyncio.create_task(fetch_then_send())
-
-    def _send_request(self, slot: WorkerSlot, job: Job, extra: dict[str, Any], buffers: list[Any]) -> None:
         content = {"selector": job.selector, "atoms": job.atoms, "session": job.client.session,
-                   "canvas_dir": job.client.canvas_dir, **extra}
-        self.send_to_worker(slot, self.session.msg("request", content, buffers=buffers), job.msg_id)
+                   "canvas_dir": job.client.canvas_dir, **({"prefetch": names} if names else {})}
+        self.send_to_worker(slot, self.session.msg("request", content), job.msg_id)
+        if names:
+            asyncio.create_task(self._prefetch(slot, job, names))
+
+    async def _prefetch(self, slot: WorkerSlot, job: Job, names: list[str]) -> None:
+        content, buffers = await self._fetch(slot, job.client, "read", names)
+        if slot.current is not job:  # it ended (or timed out) before reading them
+            self._discard_files(content)
+            return
+        self.send_to_worker(slot, self.session.msg("array_reply", {"arrays": content.get("arrays", [])},
+                                                   parent=job.msg_id, buffers=buffers))
 
     def shares_files(self, slot: WorkerSlot) -> bool:
         """Whether ``slot``'s worker reads and writes this hub's array folder itself (same machine)."""

@@ -40,17 +40,24 @@ def lone_hub(tmp_path):
     h.stop()
 
 
+def start_worker_by_hand(hub: HubThread, *args: str) -> subprocess.Popen:
+    """``pdbridge worker diagnostics --connect <hub> ARGS``, once the hub has heard its hello."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    remote = subprocess.Popen([sys.executable, "-m", "pdbridge", "worker", "diagnostics", "--connect",
+                               hub.hub.worker_url, *args], env=env)
+    slot = hub.hub.slots["diagnostics"]
+    deadline = time.monotonic() + 60
+    while not hub.run(lambda: slot.remote and slot.ready.is_set()):
+        assert time.monotonic() < deadline, "the hand-started worker never said hello"
+        time.sleep(0.1)
+    return remote
+
+
 def test_worker_started_by_hand_serves_pd_and_its_death_is_noticed(lone_hub, tmp_path):
     conn = tmp_path / "hub.json"
     lone_hub.run(lone_hub.hub.write_connection_file, conn)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    remote = subprocess.Popen([sys.executable, "-m", "pdbridge", "worker", "diagnostics", "--connect",
-                               lone_hub.hub.worker_url, "--connection-file", str(conn)], env=env)
+    remote = start_worker_by_hand(lone_hub, "--connection-file", str(conn))
     slot = lone_hub.hub.slots["diagnostics"]
-    deadline = time.monotonic() + 60
-    while not lone_hub.run(lambda: slot.remote and slot.ready.is_set()):
-        assert time.monotonic() < deadline, "the hand-started worker never said hello"
-        time.sleep(0.1)
     pd = PdDriver(lone_hub.port, "diagnostics", timeout=60)
     try:
         pd.send("pid")
@@ -71,14 +78,8 @@ def test_worker_started_by_hand_serves_pd_and_its_death_is_noticed(lone_hub, tmp
 def test_a_worker_that_cannot_see_the_array_folder_gets_arrays_as_buffers(lone_hub):
     """A worker on another machine (here: started with only the key) has no access to the hub's
     array folder: its arrays travel inside the messages, still bit for bit."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    remote = subprocess.Popen([sys.executable, "-m", "pdbridge", "worker", "diagnostics", "--connect",
-                               lone_hub.hub.worker_url, "--key", lone_hub.hub.key.decode()], env=env)
+    remote = start_worker_by_hand(lone_hub, "--key", lone_hub.hub.key.decode())
     slot = lone_hub.hub.slots["diagnostics"]
-    deadline = time.monotonic() + 60
-    while not lone_hub.run(lambda: slot.remote and slot.ready.is_set()):
-        assert time.monotonic() < deadline, "the hand-started worker never said hello"
-        time.sleep(0.1)
     pd = PdDriver(lone_hub.port, "diagnostics", timeout=60)
     try:
         assert not lone_hub.run(lone_hub.hub.shares_files, slot)

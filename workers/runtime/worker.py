@@ -66,8 +66,9 @@ class Job:
     session: str
     canvas_dir: str
     channel: "_Channel"
+    pending: list[str] = field(default_factory=list)
+    """Arrays named by the message's ``reads`` that the hub is fetching; they follow the request."""
     prefetched: dict[str, np.ndarray] = field(default_factory=dict)
-    """Arrays the hub read from Pd before the request started (the message's ``reads``)."""
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _last_poll: float = 0.0
 
@@ -82,31 +83,44 @@ class Job:
             self._last_poll = now
             self.channel.pump(self, timeout_ms=0)
 
+    def take_prefetched(self, msg: Message) -> None:
+        """The hub's ``array_reply`` to the request itself: the declared arrays Pd has."""
+        self.prefetched.update(arrays_of(msg))
+        self.pending = []
+
     def array_request(self, op: str, names: list[str]) -> Any:
         """Ask the hub to check or read Pd arrays; blocks until the hub answers."""
         bad = [n for n in names if not isinstance(n, str) or not n]
         if bad:
             raise PdError(f"array names must be symbols, got {bad[0]!r}")
+        if any(n in self.pending for n in names):
+            # pump (up to 50 ms at a time) until the hub's reply to the request itself has come
+            self._wait(lambda: True if not self.pending else self.channel.pump(self, timeout_ms=50), names)
         have = {n: self.prefetched[n] for n in names if n in self.prefetched}
         names = [n for n in names if n not in have]
         if not names:
             return {} if op == "check" else have
         request = self.channel.session.msg("array_request", {"op": op, "names": names}, parent=self.msg_id)
         self.channel.send(request)
-        deadline = time.monotonic() + ARRAY_REPLY_TIMEOUT_S
-        while True:
-            if self.cancel_event.is_set():
-                raise Cancelled(f"{self.selector} cancelled")
-            reply = self.channel.pump(self, timeout_ms=50, want=request.msg_id)
-            if reply is not None:
-                break
-            if time.monotonic() > deadline:
-                raise PdError(f"Pd did not answer about arrays {' '.join(names)}")
+        reply = self._wait(lambda: self.channel.pump(self, timeout_ms=50, want=request.msg_id), names)
         if reply.content.get("error"):  # the hub words it: a missing array, or Pd not answering
             raise PdError(reply.content["error"])
         if op == "check":
             return {}
         return {**have, **arrays_of(reply)}
+
+    def _wait(self, ready: Callable[[], Any], names: list[str]) -> Any:
+        """Call ``ready()`` (which reads the channel) until it returns something; cancel and a Pd
+        that never answers end the wait."""
+        deadline = time.monotonic() + ARRAY_REPLY_TIMEOUT_S
+        while True:
+            if self.cancel_event.is_set():
+                raise Cancelled(f"{self.selector} cancelled")
+            result = ready()
+            if result is not None:
+                return result
+            if time.monotonic() > deadline:
+                raise PdError(f"Pd did not answer about arrays {' '.join(names)}")
 
 
 def arrays_of(msg: Message) -> dict[str, np.ndarray]:
@@ -279,16 +293,19 @@ class _Channel:
             if msg.msg_type == "request":
                 c = msg.content
                 return Job(msg.msg_id, str(c["selector"]), list(c.get("atoms", [])), str(c.get("session", "")),
-                           str(c.get("canvas_dir", "")), self, arrays_of(msg))
+                           str(c.get("canvas_dir", "")), self, [str(n) for n in c.get("prefetch", [])])
             self._housekeeping(msg, None)
         return None
 
     def pump(self, job: Job, timeout_ms: int, want: Optional[str] = None) -> Optional[Message]:
         """While ``job`` runs: read what has arrived; return the reply whose parent is ``want``."""
         while (msg := self._recv(timeout_ms)) is not None:
-            if want is not None and msg.msg_type == "array_reply" and msg.parent_id == want:
+            if msg.msg_type == "array_reply" and msg.parent_id == job.msg_id:
+                job.take_prefetched(msg)
+            elif want is not None and msg.msg_type == "array_reply" and msg.parent_id == want:
                 return msg
-            self._housekeeping(msg, job)
+            else:
+                self._housekeeping(msg, job)
             timeout_ms = 0
         return None
 
@@ -307,7 +324,11 @@ class _Channel:
             log.error("a request arrived while another was running; refusing it")
             self.send(self.session.msg("error", {"ename": "PdError", "evalue": "the worker was busy"},
                                        parent=msg.msg_id))
-        elif kind not in ("array_reply", "ping"):
+        elif kind == "array_reply":  # for a request that ended without reading it: drop its files
+            for meta in msg.content.get("arrays", []):
+                if "path" in meta:
+                    Path(meta["path"]).unlink(missing_ok=True)
+        elif kind != "ping":
             log.warning("ignored unexpected message type %r", kind)
 
     def close(self) -> None:
