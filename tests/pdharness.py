@@ -67,6 +67,35 @@ class HubThread:
         self.thread.join(5)
 
 
+class HubProcess:
+    """A hub in its own process (``pdbridge serve``), as users run it: for benchmarks, whose own
+    process holds a model (and its threads) that must not share an interpreter with the hub."""
+
+    def __init__(self, work: Path) -> None:
+        import os
+        import sys
+
+        core = load_config().worker("diagnostics")  # the core environment, where the hub runs
+        python = core.python if core.missing_reason() is None else Path(sys.executable)
+        env = dict(os.environ, PDBRIDGE_LOG_DIR=str(work), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        self.proc = subprocess.Popen([str(python), "-m", "pdbridge", "serve", "--port", "0",
+                                      "--connection-file", str(work / "hub.json")],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()  # "pdbridge hub: Pd port N; workers connect to ..."
+        if "Pd port" not in first:
+            self.proc.kill()
+            raise RuntimeError(f"pdbridge serve did not start: {first!r}")
+        self.port = int(first.split("Pd port")[1].split(";")[0])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 class PdDriver:
     """One headless Pd process running the driver patch around ``[pdbridge.<model>]``."""
 
