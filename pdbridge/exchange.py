@@ -79,7 +79,9 @@ class ArrayExchange:
         return path.parent == self.root and path.suffix == ".wav"
 
     def discard(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
+        """Delete ``path`` if it is one of this folder's files; any other path is left alone."""
+        if self.owns(path):
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._owned:

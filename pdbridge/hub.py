@@ -397,13 +397,12 @@ class Hub:
             pass
         finally:
             for path in paths:
-                if self.exchange.owns(path):
-                    self.exchange.discard(path)
+                self.exchange.discard(path)
 
     def _discard_files(self, content: dict[str, Any]) -> None:
         """Delete the array files a message names (only ever inside the array folder)."""
         for meta in content.get("arrays", []):
-            if "path" in meta and self.exchange.owns(Path(meta["path"])):
+            if "path" in meta:
                 self.exchange.discard(Path(meta["path"]))
 
     def _send_results(self, job: Job, msg: wire.Message, gated: bool = False) -> None:

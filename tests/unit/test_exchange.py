@@ -42,5 +42,9 @@ def test_only_wav_files_directly_in_the_folder_are_owned(tmp_path):
         assert not ex.owns(ex.root / ".." / "3-x.wav")
         assert not ex.owns(ex.root / "3-x.txt")
         assert not ex.owns(Path("/etc/passwd"))
+        elsewhere = tmp_path / "keep.wav"
+        elsewhere.write_bytes(b"RIFF")
+        ex.discard(elsewhere)
+        assert elsewhere.exists()
     finally:
         ex.close()
