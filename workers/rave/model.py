@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .resample import resample
+from workers.runtime.resample import resample
 
 DEFAULT_SAMPLE_RATE = 44100
 """Assumed for exports that do not store their rate: RAVE's v1/v2 configs train at 44.1 kHz."""

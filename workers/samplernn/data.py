@@ -1,9 +1,9 @@
 """Training data: audio files -> mono, resampled, chunked, quantised sequences.
 
 The course's own chunking/resampling step was buggy (students were told to convert to 16 kHz mono
-by hand first). Here every file is read with soundfile, averaged to mono, resampled with a
-polyphase anti-aliasing filter (``scipy.signal.resample_poly``) to the model's rate, and cut into
-chunks of ``chunk_seconds`` that overlap by ``overlap_seconds``. Chunks that are mostly silence
+by hand first). Here every file is read with soundfile, averaged to mono, resampled with the
+workers' shared band-limited resampler (:mod:`workers.runtime.resample`) to the model's rate, and
+cut into chunks of ``chunk_seconds`` that overlap by ``overlap_seconds``. Chunks that are mostly silence
 are skipped, as PRiSM's chunker does, because a model fed long silences learns to generate them.
 """
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+
+from workers.runtime.resample import resample
 
 AUDIO_SUFFIXES = (".wav", ".aif", ".aiff", ".flac", ".ogg", ".mp3")
 
@@ -25,15 +25,6 @@ AUDIO_SUFFIXES = (".wav", ".aif", ".aiff", ".flac", ".ogg", ".mp3")
 def find_audio_files(folder: Path) -> list[Path]:
     """Every readable audio file below ``folder``, sorted for reproducible splits."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-
-
-def resample(audio: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
-    """Band-limited resampling of a 1-D signal (exact rational ratio, polyphase FIR)."""
-    if from_sr == to_sr or len(audio) == 0:
-        return np.asarray(audio, dtype=np.float32)
-    ratio = Fraction(int(to_sr), int(from_sr))
-    return resample_poly(np.asarray(audio, dtype=np.float64), ratio.numerator,
-                         ratio.denominator).astype(np.float32)
 
 
 def load_mono(path: Path, sample_rate: int) -> np.ndarray:

@@ -15,10 +15,10 @@ import torch
 
 from workers.runtime import Env, PdError, Request, Worker, integer, number, number_or_env, symbol
 from workers.runtime.device import torch_cuda_available
+from workers.runtime.resample import resample
 
 from .checkpoint import CheckpointError, LoadedModel, resolve_model
 from .config import ConfigError
-from .data import resample
 from .generate import Sampler, generate_audio, output_length, temperature_matrix
 from .prism import PrismImportError
 from .tf_checkpoint import TFCheckpointError

@@ -1,10 +1,10 @@
-"""The polyphase resampler that moves sounds between a Pd array's rate and the model's."""
+"""The shared resampler that moves sounds between a Pd array's rate and a model's."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from workers.rave.resample import output_length, resample
+from workers.runtime.resample import output_length, resample
 
 
 def tone(freq: float, sr: int, seconds: float = 0.5) -> np.ndarray:
