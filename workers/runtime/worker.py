@@ -159,8 +159,9 @@ class Worker:
         """Register a handler for the Pd message ``name``. ``timeout`` in seconds, None for none.
 
         ``reads``: which arguments name arrays the handler reads, in slice syntax over the
-        arguments (``"0:1"``, ``"0::3"``); the hub sends those arrays with the request, so
-        ``req.read_array`` finds them without a round trip. Only a hint: other reads still work.
+        arguments (``"0:1"``, ``"0::3"``); the hub has Pd write them as it sends the request and
+        sends them right after, so ``req.read_array`` gets them without asking. Only a hint:
+        other reads still work.
         """
         if reads is not None:
             wire.reads_slice(reads)  # a typo fails when the worker module loads, not in a request
