@@ -70,10 +70,6 @@ class ArrayExchange:
         write_wav(path, samples, sample_rate)
         return path
 
-    @staticmethod
-    def read(path: Path) -> np.ndarray:
-        return read_wav(path)
-
     def owns(self, path: Path) -> bool:
         """Whether ``path`` is a WAV file directly in this folder (a worker cannot point elsewhere)."""
         return path.parent == self.root and path.suffix == ".wav"

@@ -23,7 +23,7 @@ import zmq
 
 from . import fudi, wire
 from .config import Config, load_config
-from .exchange import ArrayExchange
+from .exchange import ArrayExchange, read_wav
 from .pdclient import PdClient, PdGone
 from .supervisor import Job, WorkerSlot, default_log_dir
 
@@ -340,7 +340,7 @@ class Hub:
                         content["arrays"].append({"name": name, "path": str(path)})
                         continue
                     if n >= 0:
-                        meta, data = wire.array_to_buffer(self.exchange.read(path))
+                        meta, data = wire.array_to_buffer(read_wav(path))
                         content["arrays"].append({"name": name, **meta})
                         buffers.append(data)
                     self.exchange.discard(path)

@@ -10,6 +10,7 @@ import asyncio
 import queue
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +21,7 @@ import numpy as np
 import soundfile
 
 from pdbridge import fudi
-from pdbridge.config import Config, load_config
+from pdbridge.config import Config, load_config, project_env
 from pdbridge.hub import Hub
 from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
 
@@ -72,12 +73,9 @@ class HubProcess:
     process holds a model (and its threads) that must not share an interpreter with the hub."""
 
     def __init__(self, work: Path) -> None:
-        import os
-        import sys
-
         core = load_config().worker("diagnostics")  # the core environment, where the hub runs
         python = core.python if core.missing_reason() is None else Path(sys.executable)
-        env = dict(os.environ, PDBRIDGE_LOG_DIR=str(work), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        env = project_env(PDBRIDGE_LOG_DIR=str(work))
         self.proc = subprocess.Popen([str(python), "-m", "pdbridge", "serve", "--port", "0",
                                       "--connection-file", str(work / "hub.json")],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -190,13 +190,14 @@ class Worker:
         except (RuntimeError, ValueError) as exc:
             log.error("%s", exc)
             sys.exit(2)
+        connection = _read_connection_file(args.key_file) if args.key_file else {}
         key = args.key.encode("ascii") if args.key else wire.key_from_environment()
-        if args.key_file:
-            key = _read_key_file(args.key_file)
+        if connection:
+            key = connection["key"].encode("ascii")
         if not key:
             log.error("no signing key: pass --key, --key-file or set %s", wire.KEY_ENV)
             sys.exit(2)
-        arrays = args.arrays or (_read_connection_file(args.key_file).get("arrays", "") if args.key_file else "")
+        arrays = args.arrays or connection.get("arrays", "")
         self.serve(args.connect, key, args.id or uuid.uuid4().hex, exit_with_hub=args.exit_with_hub,
                    arrays=Path(arrays) if arrays else None)
 
@@ -389,6 +390,3 @@ def _read_connection_file(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
-
-def _read_key_file(path: str) -> bytes:
-    return _read_connection_file(path)["key"].encode("ascii")
