@@ -30,6 +30,7 @@ from pdbridge import wire
 from pdbridge.exchange import ArrayExchange, read_wav
 from pdbridge.wire import Message, Session
 
+from .cache import Cache
 from .device import choose_device
 from .errors import Cancelled, PdError
 from .request import Request
@@ -149,6 +150,8 @@ class Worker:
         self.specs: dict[str, MessageSpec] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.device = "cpu"
+        self.cache = Cache()
+        """Models per path and features per input content, bounded (see :mod:`.cache`)."""
         self.files: Optional[ArrayExchange] = None
         """The hub's array folder, when this worker shares the hub's machine (see :meth:`serve`)."""
         self.message("unload", help="unload: forget what this object loaded")(self._unload)
