@@ -1,32 +1,41 @@
-"""The ``pdbridge`` command: serve, open, worker, doctor, demo."""
+"""The ``pdbridge`` command: serve, open, worker, jobs, doctor, demo, ganspace."""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
-import os
+import logging.handlers
 import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
-from .config import STATE_DIR, load_config
-from .hub import DEFAULT_PD_PORT, Hub
-from .launcher import run_module
+from pdwire.jobs import JobError, JobFolder, jobs_root, list_jobs
+
+from .config import PROJECT_ROOT, load_config, project_env
+from .hub import Hub, default_connection_dir
+from .launcher import exec_module, run_module
+from .ticket import DEFAULT_PD_PORT
 
 
-def runtime_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "pdbridge" if runtime else STATE_DIR
+def _hub_log(hub: Hub) -> None:
+    """The hub's own warnings also go to ``hub.log`` beside the worker logs (rotated, kept)."""
+    handler = logging.handlers.RotatingFileHandler(hub.log_dir / "hub.log", maxBytes=2 * 2**20, backupCount=2)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.getLogger("pdbridge").addHandler(handler)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         hub = Hub(pd_host=args.host, pd_port=args.port, worker_bind=args.worker_bind)
         await hub.start()
-        conn = Path(args.connection_file) if args.connection_file else runtime_dir() / f"hub-{hub.pd_port}.json"
+        _hub_log(hub)
+        conn = Path(args.connection_file) if args.connection_file else default_connection_dir() / f"hub-{hub.pd_port}.json"
         hub.write_connection_file(conn)
-        print(f"pdbridge hub: Pd port {hub.pd_port}; workers connect to {hub.worker_url}", flush=True)
+        print(f"pdbridge hub: Pd port {hub.pd_port}; workers connect to {hub.worker_url or hub.local_worker_url}",
+              flush=True)
         print(f"connection file (for `pdbridge worker MODEL --connection-file`): {conn}", flush=True)
         print(f"worker logs: {hub.log_dir}", flush=True)
         stop = asyncio.Event()
@@ -58,9 +67,11 @@ def cmd_open(args: argparse.Namespace) -> int:
         hub = Hub(pd_port=args.port)
         try:
             await hub.start()
-        except OSError:  # the default port is taken (another hub): use any free port
+        except OSError:  # the port is taken (another hub): use any free port
+            await hub.stop()
             hub = Hub(pd_port=0)
             await hub.start()
+        _hub_log(hub)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *pd_command(pd, patch, hub.pd_port, headless=args.headless, extra=args.pd_args))
@@ -82,11 +93,65 @@ def run_in_model_env(model: str, module: str, args: list[str], **env: str) -> in
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    worker_args = ["--connect", args.connect, "--device", args.device]
+    """Become the model's worker process (exec: killing this command leaves nothing running)."""
+    config = load_config().worker(args.model)
+    reason = config.missing_reason()
+    if reason:
+        print(f"pdbridge: {reason}", file=sys.stderr)
+        return 2
+    worker_args = ["--device", args.device]
+    if args.connect:
+        worker_args += ["--connect", args.connect]
     if args.connection_file:
-        worker_args += ["--key-file", str(Path(args.connection_file).resolve())]
+        worker_args += ["--connection-file", str(Path(args.connection_file).resolve())]
     key = {"PDBRIDGE_KEY": args.key} if args.key and not args.connection_file else {}
-    return run_in_model_env(args.model, load_config().worker(args.model).module, worker_args, **key)
+    exec_module(config, config.module, worker_args, **key)
+    return 0  # pragma: no cover (exec does not return)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    root = jobs_root()
+    if args.action == "list":
+        jobs = list_jobs(root)
+        if not jobs:
+            print(f"no jobs in {root}")
+        for job in jobs:
+            spec, status = job.spec(), job.status()
+            when = datetime.datetime.fromtimestamp(spec.get("created", 0)).strftime("%Y-%m-%d %H:%M")
+            text = status.get("error") if status.get("state") == "failed" else status.get("text", "")
+            print(f"{job.id:44s} {status.get('state', '?'):9s} {100 * float(status.get('fraction', 0)):5.1f}%  "
+                  f"{when}  {text}")
+        return 0
+    if not args.job:
+        print(f"pdbridge jobs {args.action}: which job? (pdbridge jobs lists them)", file=sys.stderr)
+        return 2
+    try:
+        job = JobFolder.find(root, args.job)
+    except JobError as exc:
+        print(f"pdbridge: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "show":
+        status = job.status()
+        print(f"job {job.id}: {status.get('state')} {100 * float(status.get('fraction', 0)):.1f}% "
+              f"{status.get('error') or status.get('text', '')}\nfolder {job.path}\noutput {job.output}")
+        if job.log_path.exists():
+            print("--- log (last lines) ---")
+            print("\n".join(job.log_path.read_text(errors="replace").splitlines()[-20:]))
+        return 0
+    if args.action == "stop":
+        if not job.stop():
+            print(f"pdbridge: job {job.id} is not running ({job.status().get('state')})", file=sys.stderr)
+            return 1
+        print(f"stopping {job.id}")
+        return 0
+    config = load_config().worker(job.spec().get("model", ""))
+    try:
+        job.launch(str(config.python), project_env(), PROJECT_ROOT, resume=True)
+    except JobError as exc:
+        print(f"pdbridge: {exc}", file=sys.stderr)
+        return 1
+    print(f"resumed {job.id}")
+    return 0
 
 
 def cmd_ganspace(args: argparse.Namespace) -> int:
@@ -115,25 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the hub in the foreground")
     p.add_argument("--port", type=int, default=DEFAULT_PD_PORT, help=f"TCP port for Pd (default {DEFAULT_PD_PORT})")
     p.add_argument("--host", default="127.0.0.1", help="address for Pd connections (default 127.0.0.1)")
-    p.add_argument("--worker-bind", default="tcp://127.0.0.1:*",
-                   help="ZeroMQ address workers connect to; tcp://0.0.0.0:5555 lets other machines' workers in")
-    p.add_argument("--connection-file", help="where to write the key and ports for remote workers")
+    p.add_argument("--worker-bind", default=None,
+                   help="a ZeroMQ address for workers on other machines, e.g. tcp://0.0.0.0:5555 (encrypted; "
+                        "workers need the connection file); without it only this machine's workers connect")
+    p.add_argument("--connection-file", help="where to write the key and addresses for `pdbridge worker`")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("open", help="start the hub, open a patch in Pd, stop the hub when Pd exits")
+    p = sub.add_parser("open", help="start the hub, open a patch in Pd, stop the hub when Pd exits",
+                       usage="pdbridge open PATCH [--port N] [--headless] [-- PD FLAGS...]")
     p.add_argument("patch")
     p.add_argument("--port", type=int, default=DEFAULT_PD_PORT)
     p.add_argument("--headless", action="store_true", help="no GUI, no audio (for scripts and tests)")
-    p.add_argument("pd_args", nargs=argparse.REMAINDER, help="further Pd flags, after --")
-    p.set_defaults(func=cmd_open)
+    p.set_defaults(func=cmd_open, pd_args=[])
 
     p = sub.add_parser("worker", help="run a model worker by hand, e.g. on a GPU server, and connect it to a hub")
     p.add_argument("model")
-    p.add_argument("--connect", required=True, help="the hub's worker address, e.g. tcp://studio-pc:5555")
-    p.add_argument("--connection-file", help="the hub's connection file (holds the key)")
+    p.add_argument("--connection-file", help="the hub's connection file (key, addresses, encryption keys)")
+    p.add_argument("--connect", help="the hub's worker address, if not the one in the connection file")
     p.add_argument("--key", help="the hub's key (hex), if you have no connection file")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("jobs", help="list jobs (training), show one, stop or resume one")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "show", "stop", "resume"))
+    p.add_argument("job", nargs="?", help="a job id (or its folder, or the folder it writes)")
+    p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("ganspace", help="GANSpaceSynth PCA for a GANSynth checkpoint (compute | convert | info)",
                        add_help=False)
@@ -153,9 +224,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ganspace"]:  # everything after it, --help included, belongs to the ganspace tool
         return cmd_ganspace(argparse.Namespace(ganspace_args=argv[1:]))
+    pd_args: list[str] = []
+    if argv[:1] == ["open"] and "--" in argv:  # Pd's own flags come after --
+        cut = argv.index("--")
+        argv, pd_args = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
+    if pd_args:
+        args.pd_args = pd_args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="pdbridge %(levelname)s %(message)s")
-    if getattr(args, "pd_args", None) and args.pd_args[0] == "--":
-        args.pd_args = args.pd_args[1:]
     return int(args.func(args) or 0)

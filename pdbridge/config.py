@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from pdwire.jobs import state_dir
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -14,8 +16,8 @@ except ModuleNotFoundError:  # Python 3.10
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "environment" / "workers.toml"
 ENVS_DIR = Path(os.environ.get("PDBRIDGE_ENVS", PROJECT_ROOT / ".cache" / "envs"))
-STATE_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "pdbridge"
-"""Worker logs and hub connection files (when there is no $XDG_RUNTIME_DIR)."""
+STATE_DIR = state_dir()
+"""Worker logs, jobs, and hub connection files (when there is no $XDG_RUNTIME_DIR)."""
 USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "pdbridge" / "workers.toml"
 
 

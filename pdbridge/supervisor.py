@@ -1,28 +1,28 @@
 """One model's worker: start it on demand, queue requests, enforce timeouts, notice death, restart.
 
 Requests for a model run one at a time, in arrival order, whichever patch sent them. A worker that
-dies (or is killed after a timeout) fails only the request it was running; the queue goes on with
-a fresh worker, so the next request restarts it.
+dies (or is killed after a timeout) fails only the request it was running; the queue goes on with a
+fresh worker, so the next request restarts it. The slot decides policy and talks to the rest of the
+hub only through :class:`SlotHost` (as jupyter_client's restarter does through callbacks), so it can
+be tested against a fake.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
-import os
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
-from .config import STATE_DIR, WorkerConfig
-from .launcher import exit_description, spawn_worker
-from .pdclient import PdClient
-from .wire import Message
+from pdwire.specs import DEFAULT_TIMEOUT_S
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .hub import Hub
+from . import outcome
+from .config import WorkerConfig
+from .launcher import exit_description
+from .logs import RotatingLog
+from .request import Request
 
 log = logging.getLogger("pdbridge.hub")
 
@@ -31,25 +31,27 @@ START_TIMEOUT_S = 180.0
 CANCEL_GRACE_S = 2.0
 TIMEOUT_GRACE_S = 1.0
 REMOTE_SILENCE_S = 1.0
-DEFAULT_TIMEOUT_S = 300.0
 LOG_LINES_PER_S = 10
+MAX_QUEUE = 4096
+"""Requests waiting for one model, from all patches together."""
 
 
-@dataclass
-class Job:
-    client: PdClient
-    selector: str
-    atoms: list
-    msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    received: float = field(default_factory=time.monotonic)
-    timed_out: Optional[float] = None
-    cancel_requested: bool = False
-    timer: Optional[asyncio.TimerHandle] = None
+class SlotHost(Protocol):
+    """What a slot needs from the hub."""
+
+    async def spawn(self, slot: "WorkerSlot", identity: str) -> asyncio.subprocess.Process: ...
+    def send(self, slot: "WorkerSlot", msg_type: str, content: Optional[dict[str, Any]] = None,
+             parent: Optional[str] = None) -> None: ...
+    def dispatch(self, slot: "WorkerSlot", req: Request) -> None: ...
+    def conclude(self, req: Request, ending: outcome.Ending) -> None: ...
+    def refine(self, slot: "WorkerSlot", req: Request) -> None: ...
+    def forget(self, slot: "WorkerSlot") -> None: ...
+    def console(self, slot: "WorkerSlot", text: str) -> None: ...
 
 
 class WorkerSlot:
-    def __init__(self, hub: "Hub", config: WorkerConfig) -> None:
-        self.hub = hub
+    def __init__(self, host: SlotHost, config: WorkerConfig, log_dir: Path) -> None:
+        self.host = host
         self.config = config
         self.model = config.model
         self.identity: Optional[bytes] = None
@@ -57,17 +59,27 @@ class WorkerSlot:
         self.remote = False
         self.ready = asyncio.Event()
         self.hello: dict[str, Any] = {}
-        self.queue: collections.deque[Job] = collections.deque()
-        self.current: Optional[Job] = None
+        self.queue: collections.deque[Request] = collections.deque()
+        self.current: Optional[Request] = None
         self.last_heard = 0.0
-        self.log_path = hub.log_dir / f"{self.model}.log"
+        self.log_path = log_dir / f"{self.model}.log"
+        self.log = RotatingLog(self.log_path)
         self._starting: Optional[asyncio.Task[None]] = None
         self._recent_output: collections.deque[str] = collections.deque(maxlen=6)
         self._log_budget = (0.0, 0)
 
+    @property
+    def messages(self) -> dict[str, Any]:
+        """What the worker's hello said about each message (signature, timeout, arrays)."""
+        return self.hello.get("messages", {})
+
     # -- queue -----------------------------------------------------------------------------------
-    def submit(self, job: Job) -> None:
-        self.queue.append(job)
+    def submit(self, req: Request) -> None:
+        if len(self.queue) >= MAX_QUEUE:
+            self.host.conclude(req, outcome.refused(req.selector, f"{MAX_QUEUE} requests are already waiting for "
+                                                    f"{self.model}; wait for some to finish"))
+            return
+        self.queue.append(req)
         self._pump()
 
     def _pump(self) -> None:
@@ -77,66 +89,71 @@ class WorkerSlot:
             if self._starting is None or self._starting.done():
                 self._starting = asyncio.create_task(self._start_or_fail())
             return
-        job = self.queue.popleft()
-        if job.client.closed:
+        req = self.queue.popleft()
+        if req.client.closed or req.ended:
+            self._drop(req)
             self._pump()
             return
-        self.current = job
-        timeout = self.timeout_for(job.selector)
+        self.current = req
+        timeout = self.timeout_for(req.selector)
         if timeout is not None:
-            job.timer = asyncio.get_running_loop().call_later(timeout, self._on_timeout, job, timeout)
-        self.hub.dispatch(self, job)
+            req.timer = asyncio.get_running_loop().call_later(timeout, self._on_timeout, req, timeout)
+        self.host.dispatch(self, req)
 
     def timeout_for(self, selector: str) -> Optional[float]:
-        spec = self.hello.get("messages", {}).get(selector)
+        spec = self.messages.get(selector)
         return spec.get("timeout") if spec else DEFAULT_TIMEOUT_S
 
-    def finish(self, job: Job) -> None:
-        """The worker answered ``job``: free the worker for the next request."""
-        if job.timer:
-            job.timer.cancel()
-        if self.current is job:
+    def finish(self, req: Request) -> None:
+        """The worker answered ``req``: free the worker for the next request."""
+        if req.timer:
+            req.timer.cancel()
+        if self.current is req:
             self.current = None
         self._pump()
 
-    def job_for(self, msg: Message) -> Optional[Job]:
-        if self.current and msg.parent_id == self.current.msg_id:
+    def request_for(self, parent_id: Optional[str]) -> Optional[Request]:
+        if self.current and parent_id == self.current.msg_id:
             return self.current
         return None
 
+    def _drop(self, req: Request) -> None:
+        """A queued request whose object went away (or that already ended): end it quietly."""
+        if not req.ended:
+            self.host.conclude(req, outcome.cancelled(req.selector))
+
     # -- cancel / timeout ------------------------------------------------------------------------
-    def cancel(self, client: PdClient, reason: str = "cancel") -> None:
+    def cancel(self, client: Any) -> None:
         """Drop ``client``'s queued requests and stop its running one."""
-        for job in [j for j in self.queue if j.client is client]:
-            self.queue.remove(job)
-            if reason == "cancel":
-                client.send("cancelled", job.selector)
-        job = self.current
-        if job and job.client is client and not job.cancel_requested:
-            job.cancel_requested = True
-            self._stop(job, CANCEL_GRACE_S, "did not stop after cancel")
+        for req in [r for r in self.queue if r.client is client]:
+            self.queue.remove(req)
+            self.host.conclude(req, outcome.cancelled(req.selector))
+        req = self.current
+        if req and req.client is client and not req.cancel_requested:
+            req.cancel_requested = True
+            self._stop(req, CANCEL_GRACE_S, "did not stop after cancel")
 
-    def _on_timeout(self, job: Job, timeout: float) -> None:
-        if self.current is job:
-            job.timed_out = timeout
-            self._stop(job, TIMEOUT_GRACE_S, f"timed out after {timeout:g} s")
+    def _on_timeout(self, req: Request, timeout: float) -> None:
+        if self.current is req:
+            req.timed_out = timeout
+            self._stop(req, TIMEOUT_GRACE_S, f"timed out after {timeout:g} s")
 
-    def _stop(self, job: Job, grace: float, why: str) -> None:
-        """Ask the worker to cancel ``job``; kill it if ``job`` is still running ``grace`` s later."""
-        self.hub.send_to_worker(self, self.hub.session.msg("cancel", parent=job.msg_id))
-        asyncio.get_running_loop().call_later(grace, self._kill_if_still, job, why)
+    def _stop(self, req: Request, grace: float, why: str) -> None:
+        """Ask the worker to cancel ``req``; kill it if ``req`` is still running ``grace`` s later."""
+        self.host.send(self, "cancel", parent=req.msg_id)
+        asyncio.get_running_loop().call_later(grace, self._kill_if_still, req, why)
 
-    def _kill_if_still(self, job: Job, why: str) -> None:
-        if self.current is not job:
+    def _kill_if_still(self, req: Request, why: str) -> None:
+        if self.current is not req:
             return
-        log.warning("%s: '%s' %s: stopping the worker", self.model, job.selector, why)
+        log.warning("%s: '%s' %s: stopping the worker", self.model, req.selector, why)
         self.kill()
 
     def kill(self) -> None:
         if self.process and self.process.returncode is None:
             self.process.kill()
         elif self.remote:
-            self.hub.send_to_worker(self, self.hub.session.msg("shutdown"))
+            self.host.send(self, "shutdown")
             self.on_exit("stopped by the hub")
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -158,12 +175,12 @@ class WorkerSlot:
         self._recent_output.clear()
         log.info("starting %s worker (%s)", self.model, self.config.python)
         try:
-            self.process = await spawn_worker(self.config, self.hub.local_worker_url, self.hub.key, identity,
-                                              self.hub.exchange.root)
+            self.process = await self.host.spawn(self, identity)
         except OSError as exc:
             self._fail_queue(f"could not start the {self.model} worker: {exc}")
             return
         proc = self.process
+        self.log.mark(f"{self.model} worker started (pid {proc.pid})")
         asyncio.create_task(self._read_output(proc))
         waiter = asyncio.create_task(proc.wait())
         ready = asyncio.create_task(self.ready.wait())
@@ -183,8 +200,8 @@ class WorkerSlot:
 
     def _fail_queue(self, text: str) -> None:
         while self.queue:
-            job = self.queue.popleft()
-            job.client.error(f"{job.selector}: {text}")
+            req = self.queue.popleft()
+            self.host.conclude(req, outcome.not_started(req.selector, text))
 
     def on_hello(self, identity: bytes, content: dict[str, Any], spawned: bool) -> None:
         self.identity = identity
@@ -194,50 +211,59 @@ class WorkerSlot:
         self.ready.set()
         log.info("%s worker ready: pid %s on %s, device %s", self.model, content.get("pid"),
                  content.get("host"), content.get("device"))
+        for req in self.queue:  # now their arrays are known
+            self.host.refine(self, req)
         if self.remote:
             self._pump()
 
     def on_exit(self, how: str) -> None:
-        """The worker is gone: fail its running request (within the second), then carry on."""
+        """The worker is gone: end its running request (within the second), then carry on."""
         if not self.ready.is_set() and not self.remote:
             return
         self.ready.clear()
         self.identity = None
         self.process = None
         self.remote = False
-        job, self.current = self.current, None
-        if job:
-            if job.timer:
-                job.timer.cancel()
-            if job.timed_out is not None:
-                text = (f"{job.selector} timed out after {job.timed_out:g} s: the {self.model} worker was stopped "
-                        f"and restarts on the next request")
-            elif job.cancel_requested:
-                job.client.send("cancelled", job.selector)
-                text = ""
+        self.log.mark(f"{self.model} worker ended ({how})")
+        req, self.current = self.current, None
+        if req:
+            if req.timer:
+                req.timer.cancel()
+            if req.timed_out is not None:
+                self.host.conclude(req, outcome.timed_out(req.selector, req.timed_out, self.model, killed=True))
+            elif req.cancel_requested:
+                self.host.conclude(req, outcome.cancelled(req.selector))
             else:
-                text = (f"{job.selector}: the {self.model} worker died ({how}); it restarts on the next request, "
-                        f"so load your model again (log: {self.log_path})")
-            if text:
-                job.client.error(text)
-        self.hub.worker_lost(self)
+                self.host.conclude(req, outcome.worker_died(req.selector, self.model, how, self.log_path))
+        self.host.forget(self)
         self._pump()
 
     def check_silence(self, now: float) -> None:
-        """Remote workers are declared dead after a second without a heartbeat."""
+        """Workers started by hand are declared dead after a second without a heartbeat."""
         if self.remote and self.ready.is_set() and now - self.last_heard > REMOTE_SILENCE_S:
             self.on_exit(f"no heartbeat for {REMOTE_SILENCE_S:g} s")
 
+    async def stop(self) -> None:
+        """The hub stops: ask the worker to exit, then make sure it has."""
+        if self.identity:
+            self.host.send(self, "shutdown")
+        proc = self.process
+        if proc and proc.returncode is None:
+            try:
+                await asyncio.wait_for(proc.wait(), 0.5)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        self.log.close()
+
     async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        with open(self.log_path, "a", encoding="utf-8", errors="replace") as logf:
-            while line := await proc.stdout.readline():
-                text = line.decode("utf-8", errors="replace").rstrip()
-                logf.write(text + "\n")
-                logf.flush()
-                if text:
-                    self._recent_output.append(text[:200])
-                    self._forward_log(text)
+        while line := await proc.stdout.readline():
+            text = line.decode("utf-8", errors="replace").rstrip()
+            self.log.write(text)
+            if text:
+                self._recent_output.append(text[:200])
+                self._forward_log(text)
 
     def _forward_log(self, text: str) -> None:
         """Worker output, shortened and rate-limited, to the consoles of the patches using it."""
@@ -248,15 +274,6 @@ class WorkerSlot:
         count += 1
         self._log_budget = (second, count)
         if count <= LOG_LINES_PER_S:
-            short = text if len(text) <= 160 else text[:157] + "..."
-            for client in self.hub.clients_of(self.model):
-                client.log(f"[{self.model}] {short}")
+            self.host.console(self, f"[{self.model}] {text if len(text) <= 160 else text[:157] + '...'}")
         elif count == LOG_LINES_PER_S + 1:
-            for client in self.hub.clients_of(self.model):
-                client.log(f"[{self.model}] more output in {self.log_path}")
-
-
-def default_log_dir() -> Path:
-    path = Path(os.environ["PDBRIDGE_LOG_DIR"]) if os.environ.get("PDBRIDGE_LOG_DIR") else STATE_DIR / "logs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+            self.host.console(self, f"[{self.model}] more output in {self.log_path}")

@@ -12,9 +12,8 @@ import contextlib
 import logging
 import os
 import warnings
-import weakref
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence
 
 # TensorFlow 1-style graph code warns about every deprecated call it makes, and its CUDA probes log
 # errors on machines without a GPU; the worker's stderr reaches the Pd console, so keep it for us.
@@ -27,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from workers.runtime import PdError, Request, Worker, integer, number, symbol  # noqa: E402
 from workers.runtime.args import Value  # noqa: E402
+from workers.runtime.cache import path_key  # noqa: E402
 
 
 
@@ -55,38 +55,18 @@ from .ganspace import Components, ComponentsError, load_components  # noqa: E402
 from .hallucinate import SETTINGS, HalluSeq, NoteShape, latent_path, overlap_add  # noqa: E402
 from .model import CheckpointError, GANSynth, slerp  # noqa: E402
 
-worker = Worker("gansynth")
+worker = Worker("gansynth", user_errors=(ValueError, CheckpointError, ComponentsError),
+                load_hint="load <checkpoint folder> [batch size]")
 
 DEFAULT_BATCH = 8
 """The course's default; use ``load <ckpt> 1`` for live slider work (one note costs one batch)."""
 MAX_NOTES = 4096
-T = TypeVar("T")
-
-# Several objects (e.g. a synth and a sequencer) often load the same checkpoint: they share one graph
-# for as long as any of them holds it.
-_models: "weakref.WeakValueDictionary[tuple[str, int, int], GANSynth]" = weakref.WeakValueDictionary()
-
-
-def _model(req: Request) -> GANSynth:
-    model = req.state.get("model")
-    if model is None:
-        raise PdError("no model loaded: send load <checkpoint folder> [batch size] first")
-    return model
-
 
 def _components(req: Request) -> Components:
     comps = req.state.get("components")
     if comps is None:
         raise PdError("no GANSpace components loaded: send load_ganspace_components <file> <array> first")
     return comps
-
-
-def _run(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Call model code, turning its input errors into messages for Pd."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, CheckpointError, ComponentsError) as exc:
-        raise PdError(str(exc)) from exc
 
 
 def _arrays(values: Sequence[Value], what: str) -> list[str]:
@@ -104,33 +84,34 @@ def _z(req: Request, model: GANSynth, names: Sequence[str], also: Sequence[str] 
     return arrays
 
 
-@worker.message("load", help="load <checkpoint folder> [batch size 8]: replies loaded <samples> <sr>", timeout=900)
+@worker.message("load <checkpoint folder> [batch size 8]", help="replies loaded <samples> <sr>", timeout=900)
 def load(req: Request) -> None:
     if not req.args:
-        raise PdError("usage: load <checkpoint folder> [batch size 8]")
+        raise req.usage()
     path = req.existing_path(req.args[0], "GANSynth checkpoint folder").resolve()
     batch = integer(req.args[1], "batch size") if len(req.args) > 1 else DEFAULT_BATCH
     if not 1 <= batch <= 256:
         raise PdError(f"batch size must be between 1 and 256, got {batch}")
     req.state.clear()
-    key = (str(path), batch, _stamp(path))
-    model = _models.get(key)
-    if model is None:
+    key = ("gansynth", path_key(path), batch)  # a retrained checkpoint is a new key
+    if worker.cache.get(key) is None:
         req.progress(0.0, "building the GANSynth graph")
-        model = _run(GANSynth.load, path, batch_size=batch)
-        _models[key] = model
+    # Several objects (e.g. a synth and a sequencer) often load the same checkpoint: they share one
+    # graph, and loading it again later is instant while the worker's cache holds it.
+    model = worker.cache.get_or_make(key, lambda: GANSynth.load(path, batch_size=batch),
+                                     nbytes=lambda _: _checkpoint_bytes(path))
     req.state["model"] = model
     req.reply("loaded", model.audio_length, model.sample_rate)
 
 
-def _stamp(path: Path) -> int:
-    """Changes when the checkpoint is rewritten, so a retrained model is not served from the cache."""
-    return max((p.stat().st_mtime_ns for p in path.glob("stage_*/*.index")), default=0)
+def _checkpoint_bytes(path: Path) -> int:
+    """What a loaded model is counted as in the cache: its variables' size on disk."""
+    return sum(p.stat().st_size for p in path.rglob("*.data-*"))
 
 
-@worker.message("info", help="info: what the loaded model is (pitches, batch size, layers, components)", timeout=10)
+@worker.message("info", help="what the loaded model is (pitches, batch size, layers, components)", timeout=10)
 def info(req: Request) -> None:
-    model = _model(req)
+    model = req.loaded()
     req.reply("checkpoint", str(model.files.root) if model.files else "")
     req.reply("pitches", *model.pitches)
     req.reply("batch_size", model.batch_size)
@@ -143,14 +124,14 @@ def info(req: Request) -> None:
         req.reply("components", comps.count, comps.layer, req.state.get("amps_array", ""))
 
 
-@worker.message("randomize_z", help="randomize_z <z-array> [more z-arrays] [--seed N]: random latent vectors",
+@worker.message("randomize_z <z-array> [more z-arrays] [--seed N]", help="random latent vectors", writes="0:",
                 timeout=30)
 def randomize_z(req: Request) -> None:
     opts = req.options(known={"seed"})
     names = _arrays(opts.positional, "z array")
     if not names:
-        raise PdError("usage: randomize_z <z-array> [more z-arrays] [--seed N]")
-    model = _model(req)
+        raise req.usage()
+    model = req.loaded()
     req.check_arrays(names)
     seed = opts.get("seed", integer, None)
     zs = model.random_z(len(names), np.random.default_rng(seed))
@@ -159,31 +140,31 @@ def randomize_z(req: Request) -> None:
     req.reply("randomized")
 
 
-@worker.message("slerp_z", help="slerp_z <z-a> <z-b> <z-out> <amount 0..1>: spherical interpolation", timeout=30,
+@worker.message("slerp_z <z-a> <z-b> <z-out> <amount 0..1>", help="spherical interpolation", timeout=30, writes="2",
                 reads="0:2")
 def slerp_z(req: Request) -> None:
     if len(req.args) != 4:
-        raise PdError("usage: slerp_z <z-a> <z-b> <z-out> <amount 0..1>")
+        raise req.usage()
     a, b, out = _arrays(req.args[:3], "z array")
     amount = number(req.args[3], "amount")
-    model = _model(req)
+    model = req.loaded()
     req.check_arrays([out])
     zs = _z(req, model, [a, b])
     req.write_array(out, slerp(zs[a], zs[b], amount))
     req.reply("slerped")
 
 
-@worker.message("synthesize", help="synthesize <z> <out> <pitch> [<z> <out> <pitch> ...]: one note per triple "
-                "(with the GANSpace sliders applied when components are loaded)", timeout=None, reads="0::3")
+@worker.message("synthesize <z> <out> <pitch> [<z> <out> <pitch> ...]", help="one note per triple (with the GANSpace "
+                "sliders applied when components are loaded)", timeout=None, reads="0::3 *", writes="1::3")
 def synthesize(req: Request) -> None:
     if not req.args or len(req.args) % 3:
-        raise PdError("usage: synthesize <z-array> <out-array> <pitch> [<z-array> <out-array> <pitch> ...]")
-    model = _model(req)
+        raise req.usage()
+    model = req.loaded()
     triples = [(symbol(req.args[i], "z array"), symbol(req.args[i + 1], "output array"),
                 number(req.args[i + 2], "pitch")) for i in range(0, len(req.args), 3)]
     if len(triples) > MAX_NOTES:
         raise PdError(f"at most {MAX_NOTES} notes per synthesize")
-    pitches = _run(model.check_pitches, [p for _, _, p in triples])
+    pitches = model.check_pitches([p for _, _, p in triples])
     if len(triples) > model.batch_size:
         # Worth a round trip to Pd only when the work is long; otherwise a missing output array is
         # reported when the notes land, and the live path (one note per slider move) stays short.
@@ -197,22 +178,22 @@ def synthesize(req: Request) -> None:
         if np.any(amps):
             offsets = (comps.layer, comps.offset(amps))
     zs = arrays
-    audio = _run(model.generate, np.stack([zs[z] for z, _, _ in triples]), pitches, offsets, req.progress)
+    audio = model.generate(np.stack([zs[z] for z, _, _ in triples]), pitches, offsets, req.progress)
     for (_, out, _), note in zip(triples, audio):
         req.write_array(out, note, model.sample_rate)
     req.reply("synthesized")
 
 
-@worker.message("load_ganspace_components", help="load_ganspace_components <file.npz> <amplitudes-array> "
-                "[--allow_pickle 1]: GANSpace PCA for the sliders; replies loaded_pca <count>", timeout=300)
+@worker.message("load_ganspace_components <file.npz> <amplitudes-array> [--allow_pickle 1]", help="GANSpace PCA "
+                "for the sliders; replies loaded_pca <count>", timeout=300, reads="1", writes="1")
 def load_ganspace_components(req: Request) -> None:
     opts = req.options(known={"allow_pickle"})
     if len(opts.positional) != 2:
-        raise PdError("usage: load_ganspace_components <file.npz> <amplitudes-array> [--allow_pickle 1]")
-    model = _model(req)
+        raise req.usage()
+    model = req.loaded()
     path = req.existing_path(opts.positional[0], "GANSpace components file")
     amps_name = symbol(opts.positional[1], "amplitudes array")
-    comps = _run(load_components, path, allow_pickle=bool(opts.get("allow_pickle", integer, 0)))
+    comps = load_components(path, allow_pickle=bool(opts.get("allow_pickle", integer, 0)))
     try:
         shape = model.layer_shape(comps.layer)
     except ValueError as exc:
@@ -238,9 +219,8 @@ def _noz_sounds(req: Request, atoms: Sequence[Value], model: GANSynth, count: in
             groups.append([])
         else:
             groups[-1].append(atom)
-    usage = "usage: synthesize_noz <out-array> <pitch> [edits...] [-- <out-array> <pitch> [edits...]] ..."
     if any(len(g) < 2 for g in groups):
-        raise PdError(usage)
+        raise req.usage()
     names = {a for g in groups for a in g[2:] if isinstance(a, str)}
     arrays = req.read_arrays(sorted(names)) if names else {}
     sounds = []
@@ -251,18 +231,18 @@ def _noz_sounds(req: Request, atoms: Sequence[Value], model: GANSynth, count: in
             edits.extend(arrays[a].tolist() if isinstance(a, str) else [float(a)])
         if len(edits) > count:
             edits = edits[:count]  # an amplitudes array may be longer than the component count
-        sounds.append((out, _run(model.check_pitches, [pitch])[0], np.asarray(edits, np.float32)))
+        sounds.append((out, model.check_pitches([pitch])[0], np.asarray(edits, np.float32)))
     return sounds
 
 
-@worker.message("synthesize_noz", help="synthesize_noz <out> <pitch> [edits or arrays...] [-- <out> <pitch> ...]: "
-                "a note from the GANSpace mean moved by the edits (no latent vector)", timeout=None)
+@worker.message("synthesize_noz <out> <pitch> [edits or arrays...] [-- <out> <pitch> ...]", help="a note from the "
+                "GANSpace mean moved by the edits (no latent vector)", timeout=None, reads="*", writes="*")
 def synthesize_noz(req: Request) -> None:
-    model, comps = _model(req), _components(req)
+    model, comps = req.loaded(), _components(req)
     sounds = _noz_sounds(req, req.args, model, comps.count)
     req.check_arrays([out for out, _, _ in sounds])
     values = np.stack([comps.layer_values(edits) for _, _, edits in sounds])
-    audio = _run(model.generate_from_layer, comps.layer, values, req.progress)
+    audio = model.generate_from_layer(comps.layer, values, req.progress)
     for (out, _, _), note in zip(sounds, audio):
         req.write_array(out, note, model.sample_rate)
     req.reply("synthesized")
@@ -274,13 +254,12 @@ def _shape_args(values: Sequence[Value], defaults: Sequence[float]) -> list[floa
     return given + list(defaults[len(given):])
 
 
-@worker.message("hallucinate", help="hallucinate <out> <note_count> <interp_steps> [spacing 0.2] [start_trim 0] "
-                "[attack 0.5] [sustain 0.5] [release 0.5] [pitch]: replies hallucinated <samples>", timeout=None)
+@worker.message("hallucinate <out> <note_count> <interp_steps> [spacing 0.2] [start_trim 0] [attack 0.5] "
+                "[sustain 0.5] [release 0.5] [pitch]", help="replies hallucinated <samples>", timeout=None, writes="0")
 def hallucinate(req: Request) -> None:
     if not 3 <= len(req.args) <= 9:
-        raise PdError("usage: hallucinate <out-array> <note_count> <interp_steps> [spacing] [start_trim] "
-                      "[attack] [sustain] [release] [pitch]")
-    model = _model(req)
+        raise req.usage()
+    model = req.loaded()
     out = symbol(req.args[0], "output array")
     note_count, steps = integer(req.args[1], "note_count"), integer(req.args[2], "interp_steps")
     spacing, trim, attack, sustain, release, pitch = _shape_args(
@@ -288,12 +267,12 @@ def hallucinate(req: Request) -> None:
     if not 1 <= note_count <= 256 or not 0 <= steps <= 256:
         raise PdError("note_count must be 1..256 and interp_steps 0..256")
     shape = NoteShape(trim, attack, sustain, release)
-    _run(shape.check, model.audio_length / model.sample_rate)
-    pitch = _run(model.check_pitches, [pitch])[0]
+    shape.check(model.audio_length / model.sample_rate)
+    pitch = model.check_pitches([pitch])[0]
     req.check_arrays([out])
     path = latent_path(model.random_z(note_count), steps)
-    notes = _run(model.generate, path, [pitch] * len(path), None, req.progress)
-    clip = _run(overlap_add, notes, spacing, shape, model.sample_rate)
+    notes = model.generate(path, [pitch] * len(path), None, req.progress)
+    clip = overlap_add(notes, spacing, shape, model.sample_rate)
     req.write_array(out, clip, model.sample_rate)
     req.reply("hallucinated", len(clip))
 
@@ -324,47 +303,48 @@ def _step_message(move: Callable[[HalluSeq], None]) -> Callable[[Request], None]
 
 
 for _name, _move, _help in [
-        ("next_step", HalluSeq.next_step, "next_step: keep the edits array in this step, show the next (wraps)"),
-        ("prev_step", HalluSeq.prev_step, "prev_step: keep the edits array in this step, show the previous"),
-        ("add_step", HalluSeq.add_step, "add_step: append a copy of this step and show it"),
-        ("remove_step", HalluSeq.remove_step, "remove_step: delete this step (the last one stays)")]:
-    worker.message(_name, help=_help, timeout=30)(_step_message(_move))
+        ("next_step", HalluSeq.next_step, "keep the edits array in this step, show the next (wraps)"),
+        ("prev_step", HalluSeq.prev_step, "keep the edits array in this step, show the previous"),
+        ("add_step", HalluSeq.add_step, "append a copy of this step and show it"),
+        ("remove_step", HalluSeq.remove_step, "delete this step (the last one stays)")]:
+    worker.message(_name, help=_help, timeout=30, reads="*", writes="*")(_step_message(_move))
 
 
 def _setting_message(setting: str) -> Callable[[Request], None]:
     def handler(req: Request) -> None:
         if len(req.args) != 1:
-            raise PdError(f"usage: {setting} <value>")
+            raise req.usage()
         seq = _seq(req)
-        _run(seq.set, setting, number(req.args[0], setting))
+        seq.set(setting, number(req.args[0], setting))
         req.reply("settings", setting, seq.settings()[setting])
         req.reply("updated")
     return handler
 
 
 for _setting in SETTINGS:
-    worker.message(_setting, help=f"{_setting} <value>: HALLU sequencer setting", timeout=10)(
+    worker.message(f"{_setting} <value>", help="HALLU sequencer setting", timeout=10)(
         _setting_message(_setting))
 
 
-@worker.message("send_state", help="send_state: HALLU step index/count and settings", timeout=10)
+@worker.message("send_state", help="HALLU step index/count and settings", timeout=10)
 def send_state(req: Request) -> None:
     _send_state(req, _seq(req))
 
 
-@worker.message("hallucinate_noz", help="hallucinate_noz <out>: play the HALLU steps; replies hallucinated <samples>",
+@worker.message("hallucinate_noz <out>", help="play the HALLU steps; replies hallucinated <samples>", reads="*",
+                writes="0",
                 timeout=None)
 def hallucinate_noz(req: Request) -> None:
     if len(req.args) != 1:
-        raise PdError("usage: hallucinate_noz <out-array>")
-    model, comps, seq = _model(req), _components(req), _seq(req)
+        raise req.usage()
+    model, comps, seq = req.loaded(), _components(req), _seq(req)
     out = symbol(req.args[0], "output array")
-    _run(seq.shape.check, model.audio_length / model.sample_rate)
+    seq.shape.check(model.audio_length / model.sample_rate)
     req.check_arrays([out])
     seq.store(req.read_array(req.state["amps_array"]))
     values = np.stack([comps.layer_values(edits) for edits in seq.path()])
-    notes = _run(model.generate_from_layer, comps.layer, values, req.progress)
-    clip = _run(overlap_add, notes, seq.sample_spacing, seq.shape, model.sample_rate)
+    notes = model.generate_from_layer(comps.layer, values, req.progress)
+    clip = overlap_add(notes, seq.sample_spacing, seq.shape, model.sample_rate)
     req.write_array(out, clip, model.sample_rate)
     req.reply("hallucinated", len(clip))
 

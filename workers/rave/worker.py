@@ -6,28 +6,21 @@ dimension, so a patch can draw each trajectory in its own graph.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Optional, Sequence
 
 import numpy as np
 
-from workers.runtime import Options, PdError, Request, Worker, integer, number, symbol
+from workers.runtime import Options, PdError, Request, Worker, integer, number, sample_rate, symbol
 from workers.runtime.args import Value
 from workers.runtime.device import torch_cuda_available
 
 from .model import LatentEdits, RaveExportError, RaveModel
 
-worker = Worker("rave", cuda_available=torch_cuda_available)
+worker = Worker("rave", cuda_available=torch_cuda_available, user_errors=(ValueError, RaveExportError),
+                load_hint="load <file.ts>")
 
 RUN_OPTIONS = {"sr", "seed", "bias", "scale"}
 MAX_SECONDS = 600.0
-T = TypeVar("T")
-
-
-def _model(req: Request) -> RaveModel:
-    model = req.state.get("model")
-    if model is None:
-        raise PdError("no model loaded: send load <file.ts> first")
-    return model
 
 
 def _pairs(values: Sequence[Value], what: str) -> dict[int, float]:
@@ -41,18 +34,12 @@ def _edits(req: Request, opts: Options, model: RaveModel) -> LatentEdits:
     """The object's stored edits (bias/scale messages) with this request's options on top."""
     edits = req.state.get("edits", LatentEdits()).updated(
         LatentEdits(_pairs(opts.values("bias"), "--bias"), _pairs(opts.values("scale"), "--scale")))
-    try:
-        edits.check(model.latent_size)
-    except ValueError as exc:
-        raise PdError(str(exc)) from exc
+    edits.check(model.latent_size)
     return edits
 
 
 def _rate(opts: Options) -> Optional[int]:
-    rate = opts.get("sr", integer, None)
-    if rate is not None and not 1000 <= rate <= 384000:
-        raise PdError(f"--sr must be a sample rate between 1000 and 384000, got {rate}")
-    return rate
+    return opts.get("sr", sample_rate, None)
 
 
 def _latent_names(prefix: str, model: RaveModel) -> list[str]:
@@ -69,9 +56,9 @@ def _check_latents(req: Request, prefix: str, model: RaveModel) -> list[str]:
     return names
 
 
-def _positional(opts: Options, count: int, usage: str) -> list[str]:
+def _positional(req: Request, opts: Options, count: int) -> list[str]:
     if len(opts.positional) < count:
-        raise PdError(f"usage: {usage}")
+        raise req.usage()
     return [symbol(v, "array name") for v in opts.positional]
 
 
@@ -87,32 +74,24 @@ def _write_audio(req: Request, names: list[str], audio: np.ndarray, sr: float) -
                       f"{audio.shape[0]}, got {len(names)}")
 
 
-def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call model code, turning its input errors into messages for Pd."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, RaveExportError) as exc:
-        raise PdError(str(exc)) from exc
-
-
-@worker.message("load", help="load <file.ts> [--sr N]: load a RAVE export; replies loaded <sr> "
-                "<latent_size> <ratio> <methods...>", timeout=600)
+@worker.message("load <file.ts> [--sr N]", help="load a RAVE export (N only for exports that do not store their "
+                "rate); replies loaded <sr> <latent_size> <ratio> <methods...>", timeout=600)
 def load(req: Request) -> None:
     opts = req.options(known={"sr"})
     if not opts.positional:
-        raise PdError("usage: load <file.ts> [--sr N] (N only for exports that do not store their rate)")
+        raise req.usage()
     path = req.resolve_path(opts.positional[0])
     if not path.exists() and path.with_name(path.name + ".ts").exists():
         path = path.with_name(path.name + ".ts")  # nn~ lets you leave out the .ts too
-    model = _run(RaveModel.load, path, device=req.device, sample_rate=_rate(opts))  # a failure keeps the old one
+    model = RaveModel.load(path, device=req.device, sample_rate=_rate(opts))  # a failure keeps the old one
     req.state["model"] = model
     req.state["edits"] = LatentEdits()
     req.reply("loaded", model.sample_rate, model.latent_size, model.ratio, *model.methods)
 
 
-@worker.message("info", help="info: what the loaded export says about itself, one line per fact", timeout=10)
+@worker.message("info", help="what the loaded export says about itself, one line per fact", timeout=10)
 def info(req: Request) -> None:
-    model = _model(req)
+    model = req.loaded()
     req.reply("file", str(model.path))
     req.reply("sr", model.sample_rate, model.sample_rate_source)
     req.reply("latent_size", model.latent_size, model.full_latent_size)
@@ -128,59 +107,59 @@ def info(req: Request) -> None:
 
 
 def _set_edits(req: Request, kind: str) -> None:
-    model = _model(req)
+    model = req.loaded()
     new = LatentEdits(**{kind: _pairs(req.args, kind)})
     if not new:
-        raise PdError(f"usage: {kind} <dimension> <value> [<dimension> <value> ...]")
+        raise req.usage()
     edits = req.state.get("edits", LatentEdits()).updated(new)
-    try:
-        edits.check(model.latent_size)
-    except ValueError as exc:
-        raise PdError(str(exc)) from exc
+    edits.check(model.latent_size)
     req.state["edits"] = edits
     values = edits.bias if kind == "bias" else edits.scale
     req.reply(kind, *[x for d, v in sorted(values.items()) for x in (d, v)])
 
 
-@worker.message("bias", help="bias <dim> <value> [...]: add value to that latent dimension from now on", timeout=10)
+@worker.message("bias <dim> <value> [<dim> <value> ...]", help="add value to that latent dimension from now on",
+                timeout=10)
 def bias(req: Request) -> None:
     _set_edits(req, "bias")
 
 
-@worker.message("scale", help="scale <dim> <value> [...]: multiply that latent dimension from now on", timeout=10)
+@worker.message("scale <dim> <value> [<dim> <value> ...]", help="multiply that latent dimension from now on",
+                timeout=10)
 def scale(req: Request) -> None:
     _set_edits(req, "scale")
 
 
-@worker.message("clear", help="clear: forget every bias and scale", timeout=10)
+@worker.message("clear", help="forget every bias and scale", timeout=10)
 def clear(req: Request) -> None:
     req.state["edits"] = LatentEdits()
     req.reply("cleared")
 
 
-@worker.message("encode", help="encode <in-array> <latent-prefix> [--sr N] [--seed N] [--bias d v..] "
-                "[--scale d v..]: latents into <prefix>-0, <prefix>-1, ...", timeout=None, reads="0:1")
+@worker.message("encode <in-array> <latent-prefix> [--sr N] [--seed N] [--bias d v..] [--scale d v..]",
+                help="latents into arrays <prefix>-0, <prefix>-1, ...", timeout=None, reads="0", writes="1-*")
 def encode(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS)
-    src, prefix = _positional(opts, 2, "encode <in-array> <latent-prefix> [--sr N] [--seed N]")[:2]
-    model = _model(req)
+    src, prefix = _positional(req, opts, 2)[:2]
+    model = req.loaded()
     edits, rate, seed = _edits(req, opts, model), _rate(opts), opts.get("seed", integer, None)
     names = _check_latents(req, prefix, model)
     audio = req.read_array(src)
     req.progress(0.0)
-    z = _run(model.encode, audio, rate, seed)
+    z = model.encode(audio, rate, seed)
     z = edits.apply(z) if edits else z
     for name, row in zip(names, z):
         req.write_array(name, row)
     req.reply("encoded", prefix, model.latent_size, z.shape[1])
 
 
-@worker.message("decode", help="decode <latent-prefix> <out-array> [more out-arrays] [--sr N] [--seed N] "
-                "[--bias d v..] [--scale d v..]: audio from <prefix>-0, <prefix>-1, ...", timeout=None)
+@worker.message("decode <latent-prefix> <out-array> [more out-arrays] [--sr N] [--seed N] [--bias d v..] "
+                "[--scale d v..]", help="audio from arrays <prefix>-0, <prefix>-1, ...", timeout=None, reads="0-*",
+                writes="1:")
 def decode(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS)
-    prefix, *outs = _positional(opts, 2, "decode <latent-prefix> <out-array> [--sr N] [--seed N]")
-    model = _model(req)
+    prefix, *outs = _positional(req, opts, 2)
+    model = req.loaded()
     edits, rate, seed = _edits(req, opts, model), _rate(opts), opts.get("seed", integer, None)
     req.check_arrays(outs)
     names = _latent_names(prefix, model)
@@ -193,49 +172,49 @@ def decode(req: Request) -> None:
         detail = ", ".join(f"{n} has {k}" for n, k in lengths.items())
         raise PdError(f"the latent arrays must all have the same length: {detail}")
     req.progress(0.0)
-    audio = _run(model.decode, np.stack([rows[n] for n in names]), edits, rate, seed)
+    audio = model.decode(np.stack([rows[n] for n in names]), edits, rate, seed)
     _write_audio(req, outs, audio, rate or model.sample_rate)
     req.reply("decoded", outs[0], audio.shape[1])
 
 
-@worker.message("forward", help="forward <in-array> <out-array> [more out-arrays] [--latent prefix] [--sr N] "
-                "[--seed N] [--bias d v..] [--scale d v..]: timbre transfer through the model", timeout=None,
-                reads="0:1")
+@worker.message("forward <in-array> <out-array> [more out-arrays] [--latent prefix] [--sr N] [--seed N] "
+                "[--bias d v..] [--scale d v..]", help="timbre transfer through the model", timeout=None,
+                reads="0", writes="1: --latent-*")
 def forward(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS | {"latent"})
-    src, *outs = _positional(opts, 2, "forward <in-array> <out-array> [--latent prefix] [--sr N]")
-    model = _model(req)
+    src, *outs = _positional(req, opts, 2)
+    model = req.loaded()
     edits, rate, seed = _edits(req, opts, model), _rate(opts), opts.get("seed", integer, None)
     prefix = opts.get("latent", str, None)
     req.check_arrays(outs)
     latent_names = _check_latents(req, prefix, model) if prefix else []
     audio = req.read_array(src)
     req.progress(0.0)
-    out, z = _run(model.forward, audio, rate, edits, seed, req.progress)
+    out, z = model.forward(audio, rate, edits, seed, req.progress)
     _write_audio(req, outs, out, rate or model.sample_rate)
     for name, row in zip(latent_names, edits.apply(z) if edits else z):
         req.write_array(name, row)
     req.reply("forwarded", outs[0], out.shape[1])
 
 
-@worker.message("sample", help="sample <out-array> <seconds> [--temp T] [--latent prefix] [--sr N] [--seed N] "
-                "[--bias d v..] [--scale d v..]: new sound from the export's prior", timeout=None)
+@worker.message("sample <out-array> <seconds> [--temp T] [--latent prefix] [--sr N] [--seed N] [--bias d v..] "
+                "[--scale d v..]", help="new sound from the export's prior", timeout=None, writes="0 --latent-*")
 def sample(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS | {"latent", "temp"})
     if len(opts.positional) < 2:
-        raise PdError("usage: sample <out-array> <seconds> [--temp T] [--latent prefix]")
+        raise req.usage()
     out = symbol(opts.positional[0], "array name")
     seconds = number(opts.positional[1], "seconds")
     if not 0 < seconds <= MAX_SECONDS:
         raise PdError(f"seconds must be more than 0 and at most {MAX_SECONDS:g}")
-    model = _model(req)
+    model = req.loaded()
     edits, rate, seed = _edits(req, opts, model), _rate(opts), opts.get("seed", integer, None)
     temp = opts.get("temp", float, 0.0)
     prefix = opts.get("latent", str, None)
     req.check_arrays([out])
     latent_names = _check_latents(req, prefix, model) if prefix else []
     req.progress(0.0)
-    audio, z = _run(model.sample, seconds, temp, edits, rate, seed, req.progress)
+    audio, z = model.sample(seconds, temp, edits, rate, seed, req.progress)
     _write_audio(req, [out], audio, rate or model.sample_rate)
     for name, row in zip(latent_names, edits.apply(z) if edits else z):
         req.write_array(name, row)

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar, Union
 
+from pdwire.specs import split_arguments
+
 from .envelope import Env, EnvelopeError
 from .errors import PdError
 
@@ -22,17 +24,8 @@ T = TypeVar("T")
 _MISSING = object()
 
 
-def is_option_key(atom: Atom) -> bool:
-    """``--name`` (a symbol); ``--`` alone and negative numbers are not keys."""
-    return isinstance(atom, str) and atom.startswith("--") and len(atom) > 2 and not _is_number(atom[2:])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+SAMPLE_RATES = (1000, 384000)
+"""The one range of sample rates every message accepts (``--sr``, ``--out_sr``, ...)."""
 
 
 def join_envelopes(atoms: Iterable[Atom]) -> list[Value]:
@@ -75,19 +68,8 @@ class Options:
     @classmethod
     def parse(cls, atoms: Iterable[Atom], known: Iterable[str] | None = None) -> "Options":
         """Split atoms into positional values and options; reject keys not in ``known`` (if given)."""
-        values = join_envelopes(atoms)
-        opts = cls()
-        current: list[Value] | None = None
-        for value in values:
-            if value == "--":  # the course wrote `load -- --num_seqs 2`: a bare -- only separates
-                continue
-            if isinstance(value, str) and is_option_key(value):
-                current = []
-                opts.occurrences.append((value[2:], current))
-            elif current is None:
-                opts.positional.append(value)
-            else:
-                current.append(value)
+        positional, occurrences = split_arguments(join_envelopes(atoms))
+        opts = cls(positional, occurrences)
         if known is not None:
             allowed = set(known)
             unknown = [k for k, _ in opts.occurrences if k not in allowed]
@@ -161,6 +143,15 @@ def integer(value: Value, what: str) -> int:
     if x != int(x):
         raise PdError(f"{what} must be a whole number, got {x:g}")
     return int(x)
+
+
+def sample_rate(value: Value, what: str) -> int:
+    """A sample rate in Hz, a whole number within :data:`SAMPLE_RATES`."""
+    rate = round(number(value, what))
+    low, high = SAMPLE_RATES
+    if not low <= rate <= high:
+        raise PdError(f"{what} must be a sample rate between {low} and {high}, got {number(value, what):g}")
+    return rate
 
 
 def number_or_env(value: Value, what: str) -> Union[float, Env]:

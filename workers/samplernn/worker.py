@@ -13,17 +13,16 @@ from typing import Union
 import numpy as np
 import torch
 
-from workers.runtime import Env, PdError, Request, Worker, integer, number, number_or_env, symbol
+from workers.runtime import Env, PdError, Request, Worker, integer, number, number_or_env, sample_rate, symbol
 from workers.runtime.device import torch_cuda_available
 from workers.runtime.resample import resample
 
-from .checkpoint import CheckpointError, LoadedModel, resolve_model
-from .config import ConfigError
+from .checkpoint import LoadedModel, resolve_model
 from .generate import Sampler, generate_audio, output_length, temperature_matrix
-from .prism import PrismImportError
-from .tf_checkpoint import TFCheckpointError
 
-worker = Worker("samplernn", cuda_available=torch_cuda_available)
+worker = Worker("samplernn", cuda_available=torch_cuda_available,
+                user_errors=(ValueError,),  # checkpoint, config and PRiSM import errors are ValueErrors
+                load_hint="load -- --ckpt_dir <folder>")
 
 MAX_SECONDS = 600.0
 MAX_SEED_SECONDS = 30.0
@@ -34,14 +33,11 @@ GENERATE_OPTIONS = {"out_sr", "dur", "temp", "out", "seed", "seed_sr", "rng_seed
 
 
 def _loaded(req: Request) -> tuple[LoadedModel, Sampler]:
-    if "model" not in req.state:
-        raise PdError("no model loaded: send load -- --ckpt_dir <folder> first")
-    return req.state["model"], req.state["sampler"]
+    return req.loaded("model"), req.loaded("sampler")
 
 
-@worker.message("load", help="load -- --ckpt_dir DIR [--num_seqs N] [--config FILE] [--precision auto|fp32|int8] "
-                "[--threads 1]: "
-                "a pdbridge or PRiSM SampleRNN checkpoint; replies loaded <num_seqs> <sr>", timeout=600)
+@worker.message("load -- --ckpt_dir DIR [--num_seqs N] [--config FILE] [--precision auto|fp32|int8] [--threads 1]",
+                help="a pdbridge or PRiSM SampleRNN checkpoint; replies loaded <num_seqs> <sr>", timeout=600)
 def load(req: Request) -> None:
     opts = req.options(known=LOAD_OPTIONS)
     ckpt = req.existing_path(opts.require("ckpt_dir", symbol), "checkpoint folder")
@@ -63,10 +59,7 @@ def load(req: Request) -> None:
     # One thread by default: generation is limited by memory bandwidth, and a second busy core would
     # take the one Pd's audio runs on (on a shared 2-core machine, 2 threads measured 4x slower).
     torch.set_num_threads(threads)
-    try:
-        loaded = resolve_model(ckpt, config_path)
-    except (CheckpointError, ConfigError, PrismImportError, TFCheckpointError) as exc:
-        raise PdError(str(exc)) from exc
+    loaded = resolve_model(ckpt, config_path)
     loaded.model.to(req.device)
     sampler = Sampler(loaded.model, precision)
     req.state.clear()  # only now: a failed load leaves the previous model in place
@@ -74,13 +67,7 @@ def load(req: Request) -> None:
     req.reply("loaded", num_seqs, loaded.config.sample_rate)
 
 
-@worker.message("unload", help="unload: forget the model and free its memory", timeout=10)
-def unload(req: Request) -> None:
-    req.state.clear()
-    req.reply("unloaded")
-
-
-@worker.message("info", help="info: the loaded model's checkpoint, config and precision, one line each", timeout=10)
+@worker.message("info", help="the loaded model's checkpoint, config and precision, one line each", timeout=10)
 def info(req: Request) -> None:
     loaded, sampler = _loaded(req)
     req.reply("checkpoint", loaded.kind, loaded.source)
@@ -90,16 +77,9 @@ def info(req: Request) -> None:
     req.reply("device", str(sampler.device))
 
 
-def _rate(value: float, what: str) -> int:
-    rate = int(round(value))
-    if not 1000 <= rate <= 192000:
-        raise PdError(f"{what} must be a sample rate between 1000 and 192000, got {value:g}")
-    return rate
-
-
-@worker.message("generate", help="generate [--out_sr SR] [--dur SECONDS] --temp T --out ARRAY [--temp T2 --out ARRAY2 ...] "
-                "[--seed ARRAY --seed_sr SR] [--rng_seed N]: replies generated <array> <sr> <samples> per --out",
-                timeout=None)
+@worker.message("generate [--out_sr SR] [--dur SECONDS] --temp T --out ARRAY [--temp T2 --out ARRAY2 ...] "
+                "[--seed ARRAY --seed_sr SR] [--rng_seed N]", help="replies generated <array> <sr> <samples> per --out",
+                timeout=None, reads="--seed", writes="--out")
 def generate(req: Request) -> None:
     opts = req.options(known=GENERATE_OPTIONS)
     loaded, sampler = _loaded(req)
@@ -111,7 +91,7 @@ def generate(req: Request) -> None:
         raise PdError(f"give one --temp per --out: got {len(temps)} --temp and {len(outs)} --out "
                       "(e.g. --temp 0.9 --out sound1 --temp 1 --out sound2)")
     model_sr = loaded.config.sample_rate
-    out_sr = _rate(opts.get("out_sr", number, model_sr), "--out_sr")
+    out_sr = opts.get("out_sr", sample_rate, model_sr)
     if loaded.kind == "prism" and "out_sr" in {k for k, _ in opts.occurrences}:
         # PRiSM checkpoints do not record their rate: as in the course, the model runs at --out_sr.
         model_sr = out_sr
@@ -126,16 +106,13 @@ def generate(req: Request) -> None:
     seed_audio = None
     if opts.has("seed"):
         seed = req.read_array(opts.require("seed", symbol))
-        seed_sr = _rate(opts.get("seed_sr", number, out_sr), "--seed_sr")
+        seed_sr = opts.get("seed_sr", sample_rate, out_sr)
         seed = resample(seed[-int(MAX_SEED_SECONDS * seed_sr):], seed_sr, model_sr)
         if len(seed) < loaded.config.big_frame_size:
             raise PdError(f"the seed array is too short: at least {loaded.config.big_frame_size} samples "
                           f"at {model_sr} Hz are needed")
         seed_audio = [seed] * len(outs)
-    try:
-        temperature = temperature_matrix(temps, n, model_sr)
-    except ValueError as exc:
-        raise PdError(str(exc)) from exc
+    temperature = temperature_matrix(temps, n, model_sr)
     started = time.monotonic()
 
     def progress(fraction: float) -> None:
