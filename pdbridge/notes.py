@@ -3,7 +3,7 @@
 A worker answers with notes ``(onset s, pitch, velocity, duration s)``. Pd should play them with its
 scheduler, not with a Python timer: exact in logical time, in step with the patch, and stoppable.
 So the hub turns them into note-on and note-off events with the wait before each, the form
-``[text sequence -w 1]`` plays: ``_notes add <wait ms> <pitch> <velocity>``.
+``[text sequence -w 1]`` plays: ``_notes add <wait ms> note <pitch> <velocity>``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def note_events(notes: Sequence[Sequence[float]]) -> list[tuple[float, float, fl
 def note_lines(spec: dict[str, Any]) -> list[list[Atom]]:
     """The ``_notes`` lines for a worker's ``notes`` content: clear, the events, copy, play."""
     lines: list[list[Atom]] = [["_notes", "clear"]]
-    lines += [["_notes", "add", wait, pitch, velocity] for wait, pitch, velocity in note_events(spec["notes"])]
+    lines += [["_notes", "add", wait, "note", pitch, velocity] for wait, pitch, velocity in note_events(spec["notes"])]
     text: Optional[str] = spec.get("text")
     if text:
         lines.append(["_notes", "text", text])

@@ -154,6 +154,10 @@ class JobFolder:
     # -- control -------------------------------------------------------------------------------
     def launch(self, python: str, env: Mapping[str, str], cwd: Path, resume: bool = False) -> int:
         """Start the job process detached (its own session: it outlives whoever started it)."""
+        if self.is_running() and _raw_state(self) in ENDED:  # it said so and is exiting: give it a moment
+            deadline = time.monotonic() + 3.0
+            while self.is_running() and time.monotonic() < deadline:
+                time.sleep(0.02)
         if self.is_running():
             raise JobError(f"job {self.id} is already running")
         self.write_status(state="starting", text="resuming" if resume else "starting", error=None, ended=None)
@@ -175,6 +179,10 @@ class JobFolder:
             return False
         self.write_status(state="stopping", text="stopping")
         return True
+
+
+def _raw_state(job: JobFolder) -> str:
+    return str(_read_json(job.path / "status.json").get("state", ""))
 
 
 def list_jobs(root: Path) -> list[JobFolder]:

@@ -24,6 +24,7 @@ from pdbridge import fudi
 from pdbridge.config import Config, load_config, project_env
 from pdbridge.hub import Hub
 from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
+from pdbridge.ticket import read_ticket, ticket_path
 
 DRIVER = Path(__file__).parent / "e2e" / "patches" / "driver.pd"
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -94,6 +95,80 @@ class HubProcess:
             self.proc.kill()
 
 
+class RawClient:
+    """The Pd side of the protocol spoken by hand, as a program other than [pdbridge.conn] would:
+    for tests of what the hub does with odd, hostile or unread traffic."""
+
+    def __init__(self, port: int, model: str = "diagnostics", token: Optional[str] = None,
+                 authenticate: bool = True, timeout: float = 10, answer_checks: bool = True) -> None:
+        """``answer_checks``: say every array exists when the hub asks (``_array ... check``), as Pd
+        would for the arrays a test names; a client that does not answer is closed by the hub."""
+        self.answer_checks = answer_checks
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.decoder = fudi.Decoder(max_bytes=1 << 22)
+        self.inbox: list[list[fudi.Atom]] = []
+        self.seq = 0
+        if authenticate:
+            pd_token = token or read_ticket(ticket_path(port))["pd"]
+            self.send("hello", model, 2, pd_token, 0)
+            self.welcome = self.expect("_welcome")
+            self.send("_ready", "/tmp")
+
+    def send(self, *atoms: fudi.Atom) -> None:
+        """One message; may be longer than Pd itself could send (the hub reads up to 64 KiB)."""
+        self.sock.sendall((" ".join(fudi.encode_atom(a) for a in atoms) + ";\n").encode())
+
+    def request(self, *atoms: fudi.Atom) -> None:
+        self.seq += 1
+        self.send("_req", self.seq, *atoms)
+
+    def read(self, timeout: float = 10) -> Optional[list[fudi.Atom]]:
+        """The next message, or None when the hub closed the connection."""
+        deadline = time.monotonic() + timeout
+        while not self.inbox:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                raise AssertionError("the hub said nothing") from None
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            for msg in self.decoder.feed(data):
+                if self.answer_checks and msg[0] == "_array" and msg[3:4] == ["check"]:
+                    self.send("_array", msg[2], 0)
+                else:
+                    self.inbox.append(msg)
+        return self.inbox.pop(0)
+
+    def expect(self, head: str, timeout: float = 10) -> list[fudi.Atom]:
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.read(max(0.01, deadline - time.monotonic()))
+            if msg is None:
+                raise AssertionError(f"closed before {head}; got {seen}")
+            if msg[0] == head:
+                return msg[1:]
+            seen.append(msg)
+        raise AssertionError(f"no {head}; got {seen}")
+
+    def closed_by_hub(self, timeout: float = 5) -> bool:
+        """True once the hub has closed the connection (anything it sent first is skipped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.read(max(0.01, deadline - time.monotonic())) is None:
+                    return True
+            except AssertionError:
+                return False
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class PdDriver:
     """One headless Pd process running the driver patch around ``[pdbridge.<model>]``."""
 
@@ -121,6 +196,8 @@ class PdDriver:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.inbox: "queue.Queue[list[fudi.Atom]]" = queue.Queue()
+        self.connected: "queue.Queue[bool]" = queue.Queue()
+        """connected 1 / connected 0 from the right outlet, in order."""
         self._reader = threading.Thread(target=self._read_socket, daemon=True)
         self._reader.start()
 
@@ -140,7 +217,10 @@ class PdDriver:
             if not data:
                 return
             for atoms in decoder.feed(data):
-                self.inbox.put(atoms)
+                if atoms[:2] == ["status", "connected"]:  # kept apart: tests of reconnecting read them
+                    self.connected.put(bool(atoms[2]))
+                else:
+                    self.inbox.put(atoms)
 
     def _send(self, *atoms: fudi.Atom) -> None:
         self.sock.sendall(fudi.encode(atoms))

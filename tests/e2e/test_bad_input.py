@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 
 import numpy as np
 import soundfile
 import zmq
 
-from pdbridge import fudi, wire
-from pdharness import HubThread, PdDriver
+from pdharness import HubThread, PdDriver, RawClient
+from pdwire.messages import Session, new_key
 
 KNOWN = np.linspace(-0.25, 0.25, 500, dtype=np.float32)
 
@@ -77,7 +76,7 @@ def test_file_that_does_not_exist_or_has_the_wrong_format(pd_driver, tmp_path):
     pd.send("load", str(bogus))
     assert "is not a sound file pdbridge can read" in pd.error()
     pd.send("play", "drv-b")
-    assert "nothing loaded" in pd.error()
+    assert "no model loaded: send load <soundfile> first" in pd.error()
     still_serving(pd)
 
 
@@ -112,8 +111,18 @@ def test_worker_that_hangs_past_its_timeout(pd_driver):
     pd = pd_driver("diagnostics")
     pd.send("hang")
     text = pd.error(timeout=30)
-    assert "hang timed out after 1 s" in text
+    assert "hang timed out after 1 s and did not stop when asked" in text
     still_serving(pd)
+
+
+def test_a_handler_that_stops_after_its_timeout_is_reported_as_timed_out(pd_driver):
+    pd = pd_driver("diagnostics")
+    pd.send("pid")
+    pid = pd.result("pid")
+    pd.send("overtime", 5)
+    assert pd.error(timeout=30) == "error overtime timed out after 1 s and was stopped"[6:]
+    pd.send("pid")
+    assert pd.result("pid") == pid  # it stopped when asked: the worker was not restarted
 
 
 def test_message_starting_with_a_number(pd_driver):
@@ -123,62 +132,72 @@ def test_message_starting_with_a_number(pd_driver):
     still_serving(pd)
 
 
-def test_reply_too_long_for_pd_is_refused_not_sent(pd_driver):
+def test_a_long_reply_arrives_whole_in_one_list(pd_driver):
     pd = pd_driver("diagnostics")
-    pd.send("count", 2000)
-    assert "too long for Pd" in pd.error()
+    pd.send("count", 3000)  # ~17 KB of text: several FUDI messages, joined by [pdbridge.conn]
+    assert pd.result("count") == [float(i) for i in range(3000)]
     pd.send("count", 5)
     assert pd.result("count") == [0.0, 1.0, 2.0, 3.0, 4.0]
-
-
-def raw_client(hub):
-    s = socket.create_connection(("127.0.0.1", hub.port), timeout=10)
-    s.sendall(b"hello diagnostics 1;\n")
-    return s
 
 
 def text(atoms) -> str:
     return " ".join(a if isinstance(a, str) else f"{a:g}" for a in atoms)
 
 
-def read_messages(sock, want: str):
-    decoder = fudi.Decoder(max_bytes=1 << 20)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for msg in decoder.feed(sock.recv(65536)):
-            if msg[0] == want:
-                return msg
-    raise AssertionError(f"no {want}")
-
-
 def test_malformed_and_oversize_fudi_from_a_raw_client(hub):
-    s = raw_client(hub)
-    s.sendall(b"\xff\xfe\xfd garbage;\n")
-    assert "not UTF-8" in text(read_messages(s, "error"))
-    s.sendall(b"x" * 70000)
-    assert "longer than 65536 bytes" in text(read_messages(s, "error"))
-    s.sendall(b" rest of it;\nping still;\n")
-    assert read_messages(s, "result") == ["result", "pong", "still"]
+    s = RawClient(hub.port)
+    s.sock.sendall(b"\xff\xfe\xfd garbage;\n")
+    assert "not UTF-8" in text(s.expect("error"))
+    s.sock.sendall(b"x" * 70000)
+    assert "longer than 65536 bytes" in text(s.expect("error"))
+    s.sock.sendall(b" rest of it;\n")
+    s.request("ping", "still")
+    assert s.expect("_ok") == ["pong", "still"]
+    s.close()
+
+
+def test_array_names_too_long_for_pd_are_an_error_not_a_stall(hub):
+    s = RawClient(hub.port)
+    s.request("echo", "a" * 5000, "b")
+    assert "too long for Pd" in text(s.expect("error"))
+    s.request("ping", "after")
+    assert s.expect("_ok") == ["pong", "after"]
     s.close()
 
 
 def test_unsigned_and_wrongly_signed_zeromq_frames_are_dropped(pd_driver, hub):
     pd = pd_driver("diagnostics")
     still_serving(pd)
-    before = hub.hub.dropped_frames
-    ctx = zmq.Context.instance()
-    intruder = ctx.socket(zmq.DEALER)
-    intruder.connect(hub.hub.worker_url)
+    before = hub.hub.dropped.count
+    intruder = zmq.Context.instance().socket(zmq.DEALER)
+    intruder.connect(hub.hub.local_worker_url)
     intruder.send_multipart([b"hello? no signature"])
-    forged = wire.Session(wire.new_key(), sender="intruder")
+    forged = Session(new_key(), sender="intruder")
     intruder.send_multipart(forged.serialize(forged.msg("hello", {"model": "diagnostics"})))
     deadline = time.monotonic() + 10
-    while hub.hub.dropped_frames < before + 2 and time.monotonic() < deadline:
+    while hub.hub.dropped.count < before + 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     intruder.close(linger=0)
-    assert hub.hub.dropped_frames == before + 2
+    assert hub.hub.dropped.count == before + 2
     still_serving(pd)
-    assert pd.wait_console("dropped a ZeroMQ message that failed verification")
+    assert "ZeroMQ" not in pd.console  # nothing an intruder sends reaches the Pd console
+
+
+def fake_worker(hub: HubThread, identity: str = "diagnostics-fake") -> tuple[zmq.Socket, Session]:
+    """A signed worker the test plays by hand: it says hello, then answers as the test decides."""
+    session = Session(hub.hub.key, sender=f"diagnostics:{identity}")
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity.encode())
+    sock.connect(hub.hub.local_worker_url)
+    sock.send_multipart(session.serialize(session.msg("hello", {
+        "model": "diagnostics", "arrays": str(hub.hub.run.arrays.root),
+        "messages": {"tone": {"signature": "tone <array>", "timeout": 10, "writes": "0"}}})))
+    slot = hub.hub.slots["diagnostics"]
+    deadline = time.monotonic() + 10
+    while not hub.run(slot.ready.is_set):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return sock, session
 
 
 def test_a_worker_cannot_make_the_hub_touch_files_outside_its_array_folder(tmp_path):
@@ -187,18 +206,8 @@ def test_a_worker_cannot_make_the_hub_touch_files_outside_its_array_folder(tmp_p
     outside = tmp_path / "precious.wav"
     soundfile.write(outside, np.ones(10, np.float32), 44100, subtype="FLOAT")
     hub = HubThread(log_dir=tmp_path)
-    fake = zmq.Context.instance().socket(zmq.DEALER)
+    fake, session = fake_worker(hub)
     try:
-        session = wire.Session(hub.hub.key, sender="fake")
-        fake.connect(hub.hub.worker_url)
-        fake.send_multipart(session.serialize(session.msg("hello", {
-            "model": "diagnostics", "arrays": str(hub.hub.exchange.root),
-            "messages": {"tone": {"help": "", "timeout": 10}}})))
-        slot = hub.hub.slots["diagnostics"]
-        deadline = time.monotonic() + 10
-        while not hub.run(slot.ready.is_set):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
         pd = PdDriver(hub.port, "diagnostics", timeout=20)
         try:
             pd.write_array("drv-a", KNOWN)

@@ -66,10 +66,11 @@ def test_a_local_worker_moves_arrays_as_files_and_none_are_left(pd_driver, hub):
     expected = np.random.default_rng(5).uniform(-1.0, 1.0, 64000).astype(np.float32)
     assert np.array_equal(pd.read_array("drv-b"), expected * np.float32(0.5))
     assert hub.run(hub.hub.shares_files, hub.hub.slots["diagnostics"])
+    folder = hub.hub.run.arrays.root
     deadline = time.monotonic() + 5  # the last files go once Pd has said it read them
-    while list(hub.hub.exchange.root.glob("*.wav")) and time.monotonic() < deadline:
+    while list(folder.glob("*.wav")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(hub.hub.exchange.root.glob("*.wav")) == []
+    assert list(folder.glob("*.wav")) == []
 
 
 def test_a_million_samples(pd_driver):

@@ -43,8 +43,7 @@ def lone_hub(tmp_path):
 def start_worker_by_hand(hub: HubThread, *args: str) -> subprocess.Popen:
     """``pdbridge worker diagnostics --connect <hub> ARGS``, once the hub has heard its hello."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    remote = subprocess.Popen([sys.executable, "-m", "pdbridge", "worker", "diagnostics", "--connect",
-                               hub.hub.worker_url, *args], env=env)
+    remote = subprocess.Popen([sys.executable, "-m", "pdbridge", "worker", "diagnostics", *args], env=env)
     slot = hub.hub.slots["diagnostics"]
     deadline = time.monotonic() + 60
     while not hub.run(lambda: slot.remote and slot.ready.is_set()):
@@ -78,7 +77,8 @@ def test_worker_started_by_hand_serves_pd_and_its_death_is_noticed(lone_hub, tmp
 def test_a_worker_that_cannot_see_the_array_folder_gets_arrays_as_buffers(lone_hub):
     """A worker on another machine (here: started with only the key) has no access to the hub's
     array folder: its arrays travel inside the messages, still bit for bit."""
-    remote = start_worker_by_hand(lone_hub, "--key", lone_hub.hub.key.decode())
+    remote = start_worker_by_hand(lone_hub, "--connect", lone_hub.hub.local_worker_url, "--key",
+                                  lone_hub.hub.key.decode())
     slot = lone_hub.hub.slots["diagnostics"]
     pd = PdDriver(lone_hub.port, "diagnostics", timeout=60)
     try:

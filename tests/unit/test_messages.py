@@ -1,75 +1,84 @@
-"""Signed multipart messages: round trip, tampering, wrong keys, arrays."""
+"""Signed multipart messages: round trip, tampering, wrong keys, versions, replays."""
+import time
+
 import numpy as np
 import pytest
 
-from pdbridge import wire
+from pdwire import messages
+from pdwire.arrays import array_to_buffers, buffers_to_array
 
 
 @pytest.fixture
 def session():
-    return wire.Session(wire.new_key(), sender="test")
+    return messages.Session(messages.new_key(), sender="test")
 
 
-def test_round_trip_with_buffers_and_parent(session):
+def test_round_trip_with_buffers_parent_and_addresses(session):
     samples = np.linspace(-1, 1, 1000, dtype=np.float32)
-    meta, data = wire.array_to_buffer(samples)
+    meta, chunks = array_to_buffers(samples)
     request = session.msg("request", {"selector": "tone"})
-    frames = session.serialize(session.msg("done", {"arrays": [meta]}, parent=request, buffers=[data]))
-    ids, msg = session.deserialize([b"worker-1", *frames])
+    out = session.msg("done", {"arrays": [meta]}, parent=request, buffers=chunks, to="w1", session="s1")
+    ids, msg = session.deserialize([b"worker-1", *session.serialize(out)])
     assert ids == [b"worker-1"]
-    assert msg.msg_type == "done" and msg.parent_id == request.msg_id
-    assert np.array_equal(wire.buffer_to_array(msg.content["arrays"][0], msg.buffers[0]), samples)
+    assert (msg.msg_type, msg.parent_id, msg.to, msg.session, msg.sender) == ("done", request.msg_id, "w1", "s1",
+                                                                               "test")
+    assert np.array_equal(buffers_to_array(msg.content["arrays"][0], iter(msg.buffers)), samples)
 
 
 @pytest.mark.parametrize("index", [2, 3, 4])  # header, content, buffer
 def test_any_changed_frame_is_rejected(session, index):
     frames = [bytes(f) for f in session.serialize(session.msg("x", {"a": 1}, buffers=[b"\x00" * 8]))]
     frames[index] = frames[index][:-1] + bytes([frames[index][-1] ^ 1])
-    with pytest.raises(wire.InvalidMessage, match="signature"):
+    with pytest.raises(messages.InvalidMessage, match="signature"):
         session.deserialize(frames)
 
 
 def test_wrong_key_and_unsigned_frames_are_rejected(session):
-    other = wire.Session(wire.new_key(), sender="intruder")
-    with pytest.raises(wire.InvalidMessage):
+    other = messages.Session(messages.new_key(), sender="intruder")
+    with pytest.raises(messages.InvalidMessage):
         session.deserialize(other.serialize(other.msg("hello", {"model": "diagnostics"})))
-    with pytest.raises(wire.InvalidMessage):
+    with pytest.raises(messages.InvalidMessage):
         session.deserialize([b"just some bytes"])
-    with pytest.raises(wire.InvalidMessage):
-        session.deserialize([wire.DELIMITER, b"", b"{}", b"{}"])
+    with pytest.raises(messages.InvalidMessage):
+        session.deserialize([messages.DELIMITER, b"", b"{}", b"{}"])
 
 
 def test_major_version_mismatch_is_rejected(session):
     msg = session.msg("hello")
-    msg.version = "2.0"
-    with pytest.raises(wire.InvalidMessage, match="version"):
+    msg.version = "1.0"
+    with pytest.raises(messages.InvalidMessage, match="version"):
         session.deserialize(session.serialize(msg))
+
+
+def test_a_replayed_message_is_refused(session):
+    frames = [bytes(f) for f in session.serialize(session.msg("hello", {"model": "diagnostics"}))]
+    receiver = messages.Session(session.key, sender="hub")
+    receiver.deserialize(frames)
+    with pytest.raises(messages.InvalidMessage, match="replayed"):
+        receiver.deserialize(frames)
+
+
+def test_a_message_dated_outside_the_window_is_refused(session, monkeypatch):
+    frames = [bytes(f) for f in session.serialize(session.msg("heartbeat"))]
+    receiver = messages.Session(session.key, sender="hub", window_s=60)
+    later = time.time() + 61
+    monkeypatch.setattr(messages.time, "time", lambda: later)
+    with pytest.raises(messages.InvalidMessage, match="window"):
+        receiver.deserialize(frames)
+
+
+def test_the_history_forgets_what_the_window_already_refuses(session, monkeypatch):
+    receiver = messages.Session(session.key, sender="hub", window_s=10)
+    now = [1000.0]
+    monkeypatch.setattr(messages.time, "time", lambda: now[0])
+    for _ in range(5):
+        receiver.deserialize(session.serialize(session.msg("heartbeat")))
+    assert len(receiver._seen) == 5
+    now[0] += 25
+    receiver.deserialize(session.serialize(session.msg("heartbeat")))
+    assert len(receiver._seen) == 1
 
 
 def test_empty_key_is_refused():
     with pytest.raises(ValueError):
-        wire.Session(b"", sender="x")
-
-
-def test_buffer_size_must_match_shape():
-    with pytest.raises(wire.InvalidMessage):
-        wire.buffer_to_array({"shape": [10], "dtype": "float32"}, b"\x00" * 8)
-
-
-@pytest.mark.parametrize("spec, expected", [("0:1", slice(0, 1)), ("0::3", slice(0, None, 3)), ("1:", slice(1, None)),
-                                            (":2", slice(None, 2)), ("-1:", slice(-1, None))])
-def test_reads_declarations_are_slices(spec, expected):
-    assert wire.reads_slice(spec) == expected
-
-
-@pytest.mark.parametrize("spec", ["0", "a:b", "0:1:2:3", "0::0", "0::-1", ""])
-def test_bad_reads_declarations_are_refused(spec):
-    with pytest.raises(ValueError, match="reads"):
-        wire.reads_slice(spec)
-
-
-def test_read_names_are_the_distinct_symbols_selected():
-    atoms = ["za", "out1", 36.0, "zb", "out2", 40.0, "za", "out3", 43.0]
-    assert wire.read_names("0::3", atoms) == ["za", "zb"]
-    assert wire.read_names("2::3", atoms) == []  # numbers are never array names
-    assert wire.read_names(None, atoms) == []
+        messages.Session(b"", sender="x")
