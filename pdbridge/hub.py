@@ -46,6 +46,8 @@ log = logging.getLogger("pdbridge.hub")
 
 PD_PROTOCOL = 2
 """Version of the FUDI conversation between [pdbridge.conn] and the hub (see docs/protocol.md)."""
+PD_IDS = 1_000_000
+"""Ids the hub gives a Pd: numbers Pd sends back exactly (it prints floats with 6 digits)."""
 MAX_IN_FLIGHT = 256
 """Requests one object may have waiting or running; more is a patch in a loop."""
 MAX_FRAME_BYTES = MAX_BUFFER_BYTES + 65536
@@ -219,7 +221,7 @@ class Hub:
         if model not in self.slots:
             return self._refuse(conn, f"unknown model '{model}' (this hub serves: {', '.join(sorted(self.slots))})")
         conn.model = model
-        group_id = int(pd_id) if isinstance(pd_id, float) and 0 < pd_id < 2**24 else random.randrange(1, 2**24)
+        group_id = int(pd_id) if isinstance(pd_id, float) and 0 < pd_id < PD_IDS else random.randrange(1, PD_IDS)
         self._join(conn, group_id)
         self.connections[conn.id] = conn
         return ["_welcome", self.ticket.hub_token, group_id]
@@ -244,15 +246,15 @@ class Hub:
 
     def on_switch(self, conn: PdConnection, pd_id: int) -> None:
         """Two objects of one Pd got different ids at the same moment; the later joins the earlier."""
-        if conn.state == "welcomed" and 0 < pd_id < 2**24:
+        if conn.state == "welcomed" and 0 < pd_id < PD_IDS:
             self._join(conn, pd_id)
 
     def on_ready(self, conn: PdConnection) -> None:
         self.sessions[conn.session] = conn
 
-    def on_request(self, conn: PdConnection, seq: int, message: list[fudi.Atom]) -> None:
+    def on_request(self, conn: PdConnection, seq: int, queued: int, message: list[fudi.Atom]) -> None:
         assert conn.group is not None
-        conn.group.arrive(seq, lambda: self._admit(conn, message))
+        conn.group.arrive(seq, queued, lambda: self._admit(conn, message))
 
     def _admit(self, conn: PdConnection, message: list[fudi.Atom]) -> None:
         """A request's turn has come in its Pd's order: track it, then queue it for its worker."""

@@ -7,8 +7,11 @@ inputs are written by Pd while the request travels. This module keeps the order 
 unrelated work wait:
 
 - **Sequence.** Every object in a Pd numbers its requests from one counter (``[value
-  pdbridge-seq]``). A :class:`PdGroup` releases them in that order; one that arrives early (another
-  object's connection was read later) waits for the gap to fill, at most :data:`GAP_WAIT_S`.
+  pdbridge-seq]``) as they come in, also those it must queue while its connection is being made.
+  A :class:`PdGroup` releases them in that order; one that arrives early waits for the gap to fill:
+  at most :data:`GAP_WAIT_S` when it was only a race between sockets, at most
+  :data:`QUEUED_GAP_WAIT_S` while the Pd says (with each request) that numbered requests still wait
+  in some object's queue.
 - **Hazards.** Each request declares the arrays it may read and write (:mod:`pdwire.specs`). Before
   Pd writes an array out for request B, every earlier request that may write that array must have
   landed its output; before Pd reads a file into an array for B, every earlier request that may
@@ -29,6 +32,11 @@ log = logging.getLogger("pdbridge.hub")
 GAP_WAIT_S = 0.005
 """How long a request that arrived before an earlier one of the same Pd waits for it. The earlier
 one was written to its socket first, so it is normally read in the next turn of the event loop."""
+SEQ_MODULUS = 999_999
+"""Pd numbers requests 1..999999 and then 1 again: it prints floats with 6 significant digits."""
+QUEUED_GAP_WAIT_S = 5.0
+"""The same while the earlier one may still sit in the queue of an object that is connecting (as
+long as a connection attempt may take before [pdbridge.conn] gives up on it)."""
 
 
 class PdGroup:
@@ -38,25 +46,39 @@ class PdGroup:
         self.id = group_id
         self.expected: Optional[int] = None
         self.held: dict[int, Callable[[], None]] = {}
+        self.queued_elsewhere = 0
+        """What the newest request said: numbered requests of this Pd still waiting in queues."""
         self.pending: list[Request] = []
         self.members = 0
         self._orders = 0
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer_long = False
         self._changed: Optional[asyncio.Future[None]] = None
 
     # -- sequence ------------------------------------------------------------------------------
-    def arrive(self, seq: int, release: Callable[[], None]) -> None:
-        """Request number ``seq`` of this Pd arrived; ``release`` runs when its turn comes."""
+    def arrive(self, seq: int, queued: int, release: Callable[[], None]) -> None:
+        """Request number ``seq`` of this Pd arrived, saying ``queued`` others are still queued;
+        ``release`` runs when its turn comes."""
+        seq = self._unwrap(seq)
         if self.expected is not None and seq < self.expected:  # late (its gap was given up on)
             release()
             return
         self.held[seq] = release
-        if self.expected is None:  # the first request of this Pd this hub sees: others may be in flight
-            self._arm()
-            return
-        self._release_in_order()
-        if self.held:
-            self._arm()
+        if self.expected is None or seq >= max(self.held):
+            self.queued_elsewhere = queued
+        if self.expected is not None:
+            self._release_in_order()
+        self._arm()
+
+    def _unwrap(self, seq: int) -> int:
+        """Pd's number, made to count on past 999999: the value nearest the numbers seen lately."""
+        reference = self.expected if self.expected is not None else (max(self.held) if self.held else None)
+        if reference is None:
+            return seq
+        diff = (seq - reference) % SEQ_MODULUS
+        if diff >= SEQ_MODULUS // 2:
+            diff -= SEQ_MODULUS
+        return reference + diff
 
     def _release_in_order(self) -> None:
         while self.expected in self.held:
@@ -65,8 +87,20 @@ class PdGroup:
             release()
 
     def _arm(self) -> None:
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(GAP_WAIT_S, self._give_up_gap)
+        """Wait for the gap: briefly for a socket race, longer while requests are still queued."""
+        long = self.queued_elsewhere > 0
+        if not self.held:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        if self._timer is not None and self._timer_long == long:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_long = long
+        self._timer = asyncio.get_running_loop().call_later(QUEUED_GAP_WAIT_S if long else GAP_WAIT_S,
+                                                            self._give_up_gap)
 
     def _give_up_gap(self) -> None:
         """The gap did not fill: go on from the lowest number waiting."""
@@ -76,8 +110,7 @@ class PdGroup:
                 log.info("Pd %d: request %d never came; going on", self.id, self.expected)
             self.expected = min(self.held)
             self._release_in_order()
-        if self.held:
-            self._arm()
+        self._arm()
 
     # -- hazards -------------------------------------------------------------------------------
     def enter(self, req: Request) -> None:

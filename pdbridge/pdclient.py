@@ -47,7 +47,7 @@ class ConnectionHost(Protocol):
     def on_hello(self, conn: "PdConnection", atoms: list[Atom]) -> Optional[list[Atom]]: ...
     def on_switch(self, conn: "PdConnection", pd_id: int) -> None: ...
     def on_ready(self, conn: "PdConnection") -> None: ...
-    def on_request(self, conn: "PdConnection", seq: int, message: list[Atom]) -> None: ...
+    def on_request(self, conn: "PdConnection", seq: int, queued: int, message: list[Atom]) -> None: ...
     def on_cancel(self, conn: "PdConnection") -> None: ...
     def on_closed(self, conn: "PdConnection") -> None: ...
 
@@ -122,8 +122,8 @@ class PdConnection(asyncio.Protocol):
             self.canvas_dir = str(atoms[1]) if len(atoms) > 1 else ""
             self.state = "ready"
             self.host.on_ready(self)
-        elif head == "_req" and len(atoms) >= 3 and isinstance(atoms[1], float):
-            self.host.on_request(self, int(atoms[1]), atoms[2:])
+        elif head == "_req" and len(atoms) >= 4 and isinstance(atoms[1], float) and isinstance(atoms[2], float):
+            self.host.on_request(self, int(atoms[1]), int(atoms[2]), atoms[3:])
         elif head == "_cancel":
             self.host.on_cancel(self)
         else:
@@ -158,7 +158,7 @@ class PdConnection(asyncio.Protocol):
         caller writes the line (with others, in one go); an answer not there within
         :data:`PD_ANSWER_TIMEOUT_S` fails with PdGone and closes the connection. ValueError: a name
         too long to send."""
-        token = next(self._tokens)
+        token = next(self._tokens) % 999_999 + 1  # Pd answers with it, printed in 6 digits
         line: list[Atom] = ["_array", name, token, op, *([number] if number is not None else [])]
         if len(fudi.encode_atom(name).encode("utf-8")) > fudi.MAX_MESSAGE_BYTES - 64:
             raise ValueError(f"an array name of {len(name.encode())} bytes is too long for Pd")

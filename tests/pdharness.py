@@ -43,9 +43,10 @@ def require_worker(model: str) -> None:
 class HubThread:
     """A real hub on its own event loop, so tests can talk to it from blocking code."""
 
-    def __init__(self, config: Optional[Config] = None, log_dir: Optional[Path] = None) -> None:
+    def __init__(self, config: Optional[Config] = None, log_dir: Optional[Path] = None, port: int = 0,
+                 worker_bind: Optional[str] = None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.hub = Hub(config=config or load_config(), pd_port=0, log_dir=log_dir)
+        self.hub = Hub(config=config or load_config(), pd_port=port, log_dir=log_dir, worker_bind=worker_bind)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.call(self.hub.start())
@@ -73,12 +74,13 @@ class HubProcess:
     """A hub in its own process (``pdbridge serve``), as users run it: for benchmarks, whose own
     process holds a model (and its threads) that must not share an interpreter with the hub."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, port: int = 0, **env: str) -> None:
         core = load_config().worker("diagnostics")  # the core environment, where the hub runs
         python = core.python if core.missing_reason() is None else Path(sys.executable)
-        env = project_env(PDBRIDGE_LOG_DIR=str(work))
-        self.proc = subprocess.Popen([str(python), "-m", "pdbridge", "serve", "--port", "0",
-                                      "--connection-file", str(work / "hub.json")],
+        env = project_env(PDBRIDGE_LOG_DIR=str(work), **env)
+        self.connection_file = work / "hub.json"
+        self.proc = subprocess.Popen([str(python), "-m", "pdbridge", "serve", "--port", str(port),
+                                      "--connection-file", str(self.connection_file)],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline()  # "pdbridge hub: Pd port N; workers connect to ..."
@@ -93,6 +95,25 @@ class HubProcess:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+    def kill(self) -> None:
+        """SIGKILL, as the out-of-memory killer would: the hub cannot clean up after itself."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Any, timeout: float = 10, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.02)
 
 
 class RawClient:
@@ -120,7 +141,7 @@ class RawClient:
 
     def request(self, *atoms: fudi.Atom) -> None:
         self.seq += 1
-        self.send("_req", self.seq, *atoms)
+        self.send("_req", self.seq, 0, *atoms)
 
     def read(self, timeout: float = 10) -> Optional[list[fudi.Atom]]:
         """The next message, or None when the hub closed the connection."""
@@ -219,6 +240,8 @@ class PdDriver:
             for atoms in decoder.feed(data):
                 if atoms[:2] == ["status", "connected"]:  # kept apart: tests of reconnecting read them
                     self.connected.put(bool(atoms[2]))
+                elif atoms[:2] == ["status2", "connected"]:
+                    pass
                 else:
                     self.inbox.put(atoms)
 
@@ -242,6 +265,11 @@ class PdDriver:
     def send(self, *atoms: fudi.Atom) -> None:
         """A message into the abstraction's inlet, as a message box would send it."""
         self._send("obj", *atoms)
+
+    def send2(self, *atoms: fudi.Atom) -> None:
+        """A message into the second object of the same model in this Pd (its outlets come back
+        as ``result2`` / ``status2``)."""
+        self._send("obj2", *atoms)
 
     def next(self, timeout: Optional[float] = None) -> list[fudi.Atom]:
         """The next thing out of an outlet: ['result', ...] (left) or ['status', ...] (right)."""

@@ -26,21 +26,54 @@ def req(client, reads="", writes="", atoms=()):
 def test_requests_are_released_in_the_order_pd_numbered_them():
     async def main():
         group, released = PdGroup(1), []
-        group.arrive(10, lambda: released.append(10))
-        group.arrive(12, lambda: released.append(12))  # 11 is still on its way
-        group.arrive(11, lambda: released.append(11))
+        group.arrive(10, 0, lambda: released.append(10))
+        group.arrive(12, 0, lambda: released.append(12))  # 11 is still on its way
+        group.arrive(11, 0, lambda: released.append(11))
         assert released == []  # the first request of a Pd waits a moment for earlier ones
         await asyncio.sleep(GAP_WAIT_S * 3)
         assert released == [10, 11, 12]
-        group.arrive(14, lambda: released.append(14))
-        group.arrive(13, lambda: released.append(13))
+        group.arrive(14, 0, lambda: released.append(14))
+        group.arrive(13, 0, lambda: released.append(13))
         assert released == [10, 11, 12, 13, 14]
-        group.arrive(16, lambda: released.append(16))  # 15 never comes
+        group.arrive(16, 0, lambda: released.append(16))  # 15 never comes
         assert released[-1] == 14
         await asyncio.sleep(GAP_WAIT_S * 3)
         assert released[-1] == 16
-        group.arrive(15, lambda: released.append(15))  # late: released at once
+        group.arrive(15, 0, lambda: released.append(15))  # late: released at once
         assert released[-1] == 15
+    run(main())
+
+
+def test_a_gap_waits_longer_while_pd_says_requests_are_still_queued(monkeypatch):
+    import pdbridge.ordering as ordering
+
+    monkeypatch.setattr(ordering, "QUEUED_GAP_WAIT_S", 0.2)
+    async def main():
+        group, released = PdGroup(1), []
+        group.arrive(2, 1, lambda: released.append(2))  # number 1 is queued in an object still connecting
+        await asyncio.sleep(GAP_WAIT_S * 4)
+        assert released == []
+        group.arrive(1, 0, lambda: released.append(1))
+        group.arrive(3, 0, lambda: released.append(3))
+        await asyncio.sleep(GAP_WAIT_S * 4)
+        assert released == [1, 2, 3]
+        group.arrive(5, 1, lambda: released.append(5))  # 4 was queued and then refused: never comes
+        await asyncio.sleep(0.1)
+        assert released == [1, 2, 3]
+        await asyncio.sleep(0.2)
+        assert released == [1, 2, 3, 5]
+    run(main())
+
+
+def test_numbers_wrap_after_999999_and_order_holds():
+    async def main():
+        group, released = PdGroup(1), []
+        group.arrive(999_998, 0, lambda: released.append("a"))
+        await asyncio.sleep(GAP_WAIT_S * 3)
+        group.arrive(1, 0, lambda: released.append("c"))  # 999999 is still on its way
+        group.arrive(999_999, 0, lambda: released.append("b"))
+        group.arrive(2, 0, lambda: released.append("d"))
+        assert released == ["a", "b", "c", "d"]
     run(main())
 
 
