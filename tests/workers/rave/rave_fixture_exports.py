@@ -171,6 +171,18 @@ def make_export(path: Path, style: str = "v2", latent_size: int = 4, full_latent
     return save(module, path)
 
 
+def exports_own(path: Path, method: str, x: np.ndarray, seed: int) -> np.ndarray:
+    """The reference a result must equal: the export's own ``method`` on ``x`` ((n,) audio or
+    (dims, frames) latents) after ``torch.manual_seed(seed)``, freshly loaded, as a user would call it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path))
+    tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        return getattr(module, method)(tensor[None, None] if tensor.dim() == 1 else tensor[None])[0].numpy()
+
+
 def sine(seconds: float, sr: int, freq: float = 220.0) -> np.ndarray:
     """A test input: half-scale sine, float32."""
     n = int(math.ceil(seconds * sr))
