@@ -222,7 +222,7 @@ class RaveModel:
         return self.prior_shape is not None
 
     def frames_for(self, n_samples: int) -> int:
-        """Latent frames covering ``n_samples`` at the model's rate (the last one maybe partly)."""
+        """Latent frames covering ``n_samples`` at the model's rate (the last one possibly partial)."""
         return max(1, math.ceil(n_samples / self.ratio))
 
     # -- running --------------------------------------------------------------------------------
