@@ -8,10 +8,15 @@ with one channel per latent dimension and one frame per ``ratio`` samples; ``dec
 The model's sample rate is the int attribute ``sr`` (v2), the buffer ``sampling_rate`` (v1) or a
 ``get_sample_rate()`` method; some exports carry none of these, so the caller may say it.
 
-Here the methods run on whole arrays rather than on audio blocks as in nn~. Streaming exports
-(cached convolutions) keep the past of the signal in buffers; we restore those to their state at
-load before every call, so a result depends only on its input (and the seed), never on what the
-previous request processed.
+Here the methods run on whole arrays rather than on audio blocks as in nn~, and each request is
+the export's own methods on the input as given, so that its result is what the user gets by calling
+the export after ``torch.manual_seed(seed)``: ``forward`` is the export's ``forward``, ``encode`` its
+``encode``. Two departures, both documented in docs/models/rave.md: edits go between the export's
+``encode`` and ``decode`` (one random stream, as its ``forward`` runs them), and an input that is
+not a whole number of latent frames is zero-padded only for exports that refuse it or drop its end.
+Streaming exports (cached convolutions) keep the past of the signal in buffers; we restore those to
+their state at load before every request, so a result depends only on its input (and the seed),
+never on what the previous request processed.
 """
 from __future__ import annotations
 
@@ -217,7 +222,7 @@ class RaveModel:
         return self.prior_shape is not None
 
     def frames_for(self, n_samples: int) -> int:
-        """Latent frames covering ``n_samples`` at the model's rate (the last one partly padded)."""
+        """Latent frames covering ``n_samples`` at the model's rate (the last one possibly partial)."""
         return max(1, math.ceil(n_samples / self.ratio))
 
     # -- running --------------------------------------------------------------------------------
@@ -226,48 +231,76 @@ class RaveModel:
         for name, buffer in self.module.named_buffers():
             buffer.copy_(self._initial_buffers[name])
 
-    def _run(self, method: str, x: torch.Tensor, seed: Optional[int]) -> torch.Tensor:
+    def _start(self, seed: Optional[int]) -> None:
+        """Begin a request from the export's loaded state, then ``torch.manual_seed(seed)``.
+
+        Without a seed torch's random stream simply goes on, so each request gets new randomness.
+        """
         self._reset()
         if seed is not None:
             torch.manual_seed(seed)
-        with torch.inference_mode():
-            y = getattr(self.module, method)(x.to(self.device))
+
+    def _call(self, method: str, x: torch.Tensor) -> torch.Tensor:
+        """One call of the export's own ``method`` on ``x`` (1, channels, time): (channels, time).
+
+        A failure inside the export becomes a RaveExportError naming the method, with TorchScript's
+        last line (the reason) rather than its interpreter traceback.
+        """
+        try:
+            with torch.inference_mode():
+                y = getattr(self.module, method)(x.to(self.device))
+        except (RuntimeError, torch.jit.Error) as exc:  # torch.jit.Error: a `raise` in the export's code
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(exc).__name__
+            raise RaveExportError(f"{self.path.name}: {method} failed on an input of shape "
+                                  f"{tuple(x.shape)}: {reason}") from exc
         if not isinstance(y, torch.Tensor) or y.dim() != 3:
             raise RaveExportError(f"{self.path.name}: {method} returned {type(y).__name__} "
                                   "instead of a (batch, channels, time) tensor")
-        return y.float().cpu()
+        return y[0].float().cpu()
 
-    def _channels_in(self, audio: np.ndarray) -> np.ndarray:
-        """(channels, n) for the encoder: mono is copied to every input channel it expects."""
-        a = np.asarray(audio, dtype=np.float32)
-        if a.ndim == 1:
-            a = a[None]
-        if a.shape[0] == self.in_channels:
-            return a
-        if a.shape[0] == 1:
-            return np.repeat(a, self.in_channels, axis=0)
-        raise ValueError(f"this model takes {self.in_channels} channel(s), got {a.shape[0]}")
+    def _call_on_audio(self, method: str, x: np.ndarray, seed: Optional[int], needed: int) -> torch.Tensor:
+        """The export's ``encode`` or ``forward`` of ``x`` (channels, n), on ``x`` as it is if it can.
 
-    def encode(self, audio: np.ndarray, sample_rate: Optional[int] = None, seed: Optional[int] = None
-               ) -> np.ndarray:
-        """Latents (latent_size, frames) of ``audio`` ((n,) or (channels, n) at ``sample_rate``)."""
-        x = self._channels_in(audio)
+        nn~ only ever hands an export whole latent frames, so nothing obliges an export to cope with
+        a partial last frame. Most do (every acids-rave 2.3.1 export but the mel-input ``hybrid``
+        config encodes it itself, differently from zero padding), and users compare with that
+        result, so ``x`` goes in unchanged. Only when the export refuses that length, or returns
+        fewer than ``needed`` steps along time (it dropped the end of the input), is ``x`` padded
+        with zeros to whole frames and the call repeated from the same buffers and seed.
+        """
+        whole = self.frames_for(x.shape[-1]) * self.ratio
+        self._start(seed)
+        try:
+            y = self._call(method, torch.from_numpy(x)[None])
+        except RaveExportError:
+            if whole == x.shape[-1]:
+                raise  # already whole frames: padding cannot help
+        else:
+            if y.shape[-1] >= needed or whole == x.shape[-1]:
+                return y
+        padded = np.zeros((x.shape[0], whole), dtype=np.float32)
+        padded[:, :x.shape[-1]] = x
+        self._start(seed)
+        return self._call(method, torch.from_numpy(padded)[None])
+
+    def _audio_at_model_rate(self, audio: np.ndarray, sample_rate: Optional[int]) -> np.ndarray:
+        """(channels, n) float32 at the model's rate: mono copied to every input channel, resampled."""
+        x = np.asarray(audio, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.shape[0] == 1 and self.in_channels > 1:
+            x = np.repeat(x, self.in_channels, axis=0)
+        if x.shape[0] != self.in_channels:
+            raise ValueError(f"this model takes {self.in_channels} channel(s), got {x.shape[0]}")
         if x.shape[-1] == 0:
             raise ValueError("the input is empty")
         if sample_rate is not None and sample_rate != self.sample_rate:
             x = resample(x, sample_rate, self.sample_rate)
-        frames = self.frames_for(x.shape[-1])
-        padded = np.zeros((x.shape[0], frames * self.ratio), dtype=np.float32)
-        padded[:, :x.shape[-1]] = x
-        z = self._run("encode", torch.from_numpy(padded)[None], seed)[0]
-        if z.shape[0] != self.latent_size:
-            raise RaveExportError(f"{self.path.name}: encode gave {z.shape[0]} latent dimensions, "
-                                  f"encode_params says {self.latent_size}")
-        return z.numpy()
+        return np.ascontiguousarray(x)
 
-    def decode(self, latent: np.ndarray, edits: Optional[LatentEdits] = None,
-               sample_rate: Optional[int] = None, seed: Optional[int] = None) -> np.ndarray:
-        """Audio (out_channels, frames * ratio) at ``sample_rate`` (default: the model's)."""
+    def _latent_in(self, latent: np.ndarray, edits: Optional[LatentEdits]) -> torch.Tensor:
+        """(1, latent_size, frames) for ``decode``, edited."""
         z = np.asarray(latent, dtype=np.float32)
         if z.ndim != 2 or z.shape[0] != self.latent_size:
             raise ValueError(f"decode needs {self.latent_size} latent dimensions, got shape {z.shape}")
@@ -275,31 +308,79 @@ class RaveModel:
             raise ValueError("the latent arrays are empty")
         if edits:
             z = edits.apply(z)
-        y = self._run("decode", torch.from_numpy(np.ascontiguousarray(z))[None], seed)[0].numpy()
-        y = y[:, :z.shape[1] * self.ratio]
+        return torch.from_numpy(np.ascontiguousarray(z))[None]
+
+    def _latent_out(self, z: torch.Tensor) -> np.ndarray:
+        """``encode``'s result as (latent_size, frames), after checking it has the size it declares."""
+        if z.shape[0] != self.latent_size:
+            raise RaveExportError(f"{self.path.name}: encode gave {z.shape[0]} latent dimensions, "
+                                  f"encode_params says {self.latent_size}")
+        return z.numpy()
+
+    def _audio_out(self, y: torch.Tensor, sample_rate: Optional[int]) -> np.ndarray:
+        """The model's output (channels, time) at ``sample_rate`` (default: the model's)."""
         if sample_rate is not None and sample_rate != self.sample_rate:
-            y = resample(y, self.sample_rate, sample_rate)
-        return y
+            return resample(y.numpy(), self.sample_rate, sample_rate)
+        return y.numpy()
+
+    def encode(self, audio: np.ndarray, sample_rate: Optional[int] = None, seed: Optional[int] = None
+               ) -> np.ndarray:
+        """The export's ``encode`` of ``audio`` ((n,) or (channels, n) at ``sample_rate``): (latent_size, frames).
+
+        The export gets the audio as it is (see :meth:`_call_on_audio` for the exports that need
+        padding); frames = ceil(n / ratio) at the model's rate.
+        """
+        x = self._audio_at_model_rate(audio, sample_rate)
+        return self._latent_out(self._call_on_audio("encode", x, seed, self.frames_for(x.shape[-1])))
+
+    def decode(self, latent: np.ndarray, edits: Optional[LatentEdits] = None,
+               sample_rate: Optional[int] = None, seed: Optional[int] = None) -> np.ndarray:
+        """The export's ``decode`` of the edited ``latent``: audio (out_channels, frames * ratio) at
+        ``sample_rate`` (default: the model's)."""
+        z = self._latent_in(latent, edits)
+        self._start(seed)
+        return self._audio_out(self._call("decode", z)[:, :z.shape[-1] * self.ratio], sample_rate)
 
     def forward(self, audio: np.ndarray, sample_rate: Optional[int] = None,
                 edits: Optional[LatentEdits] = None, seed: Optional[int] = None,
-                progress: Optional[Progress] = None) -> tuple[np.ndarray, np.ndarray]:
-        """Timbre transfer: ``decode(edit(encode(audio)))``, as long as the input, at its rate.
+                progress: Optional[Progress] = None, with_latent: bool = False
+                ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Timbre transfer, as long as the input and at its rate: (audio (out_channels, n), latent).
 
-        Returns (audio (out_channels, n), latent (latent_size, frames)).
+        Without edits this is the export's own ``forward`` (after ``torch.manual_seed(seed)``), whatever
+        that method does. Edits must go between encoding and decoding, so with edits (or for an export
+        without ``forward``) it is the export's ``encode``, the edits, then its ``decode``, in one random
+        stream and without resetting buffers in between, as RAVE's own ``forward`` runs them.
+        ``latent`` (None unless ``with_latent``) holds the latents decoded; without edits they come
+        from a separate ``encode`` call from the same seed, the latents ``forward`` decodes for every
+        export whose ``forward`` is ``decode(encode(x))``, as all acids-rave exports are.
         """
         n = np.asarray(audio).shape[-1]
-        z = self.encode(audio, sample_rate, seed)
-        if progress:
-            progress(0.5)
-        y = self.decode(z, edits, sample_rate, None if seed is None else seed + 1)
-        return y[:, :n], z
+        x = self._audio_at_model_rate(audio, sample_rate)
+        frames = self.frames_for(x.shape[-1])
+        if edits or "forward" not in self.methods:
+            z = self._latent_in(self._latent_out(self._call_on_audio("encode", x, seed, frames)), edits)
+            if progress:
+                progress(0.5)
+            y = self._audio_out(self._call("decode", z), sample_rate)
+            return y[:, :n], z[0].numpy() if with_latent else None
+        latent = None
+        if with_latent:
+            if seed is None:  # both calls must draw the same noise
+                seed = int(torch.randint(0, 2**62, ()))
+            latent = self._latent_out(self._call_on_audio("encode", x, seed, frames))
+            if progress:
+                progress(0.5)
+        y = self._audio_out(self._call_on_audio("forward", x, seed, x.shape[-1]), sample_rate)
+        return y[:, :n], latent
 
     def sample(self, seconds: float, temperature: float = 0.0, edits: Optional[LatentEdits] = None,
                sample_rate: Optional[int] = None, seed: Optional[int] = None,
                progress: Optional[Progress] = None) -> tuple[np.ndarray, np.ndarray]:
-        """New audio from the export's prior: (audio (out_channels, n), latent (latent_size, frames)).
+        """New audio from the export's prior: (audio (out_channels, n), the latent decoded).
 
+        The export's ``prior`` then its ``decode`` of the edited latents, in one random stream from
+        ``torch.manual_seed(seed)``, as an nn~ patch chaining the two would run them.
         ``temperature`` is the value fed to the prior's input signal (RAVE's prior maps it through
         softplus(t)/ln 2, so 0 gives its normal temperature 1 and larger values more variety).
         """
@@ -310,9 +391,9 @@ class RaveModel:
             raise ValueError("seconds must be more than 0")
         frames = self.frames_for(round(seconds * self.sample_rate))
         temp = torch.full((1, self.prior_shape.in_channels, frames), float(temperature))
-        z = self._run("prior", temp, seed)[0].numpy()
+        self._start(seed)
+        z = self._latent_in(self._call("prior", temp).numpy(), edits)
         if progress:
             progress(0.5)
-        y = self.decode(z, edits, sample_rate, None if seed is None else seed + 1)
-        n = round(seconds * (sample_rate or self.sample_rate))
-        return y[:, :n], z
+        y = self._audio_out(self._call("decode", z), sample_rate)
+        return y[:, :round(seconds * (sample_rate or self.sample_rate))], z[0].numpy()

@@ -190,9 +190,9 @@ def forward(req: Request) -> None:
     latent_names = _check_latents(req, prefix, model) if prefix else []
     audio = req.read_array(src)
     req.progress(0.0)
-    out, z = model.forward(audio, rate, edits, seed, req.progress)
+    out, z = model.forward(audio, rate, edits, seed, req.progress, with_latent=bool(prefix))
     _write_audio(req, outs, out, rate or model.sample_rate)
-    for name, row in zip(latent_names, edits.apply(z) if edits else z):
+    for name, row in zip(latent_names, z if z is not None else []):
         req.write_array(name, row)
     req.reply("forwarded", outs[0], out.shape[1])
 
@@ -216,7 +216,7 @@ def sample(req: Request) -> None:
     req.progress(0.0)
     audio, z = model.sample(seconds, temp, edits, rate, seed, req.progress)
     _write_audio(req, [out], audio, rate or model.sample_rate)
-    for name, row in zip(latent_names, edits.apply(z) if edits else z):
+    for name, row in zip(latent_names, z):
         req.write_array(name, row)
     req.reply("sampled", out, audio.shape[1])
 

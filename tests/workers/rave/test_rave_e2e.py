@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 from pdharness import HubThread, PdDriver, require_worker
-from rave_fixture_exports import NotRave, make_export, save, sine
+from rave_fixture_exports import NotRave, exports_own, make_export, save, sine
 
 from pdbridge.pd import find_pd
 from workers.rave.model import LatentEdits, RaveModel
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not inst
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("rave_e2e")
-    return {"v2": make_export(root / "tiny.ts", prior=True), "notrave": save(NotRave(), root / "double.ts")}
+    return {"v2": make_export(root / "tiny.ts", prior=True), "notrave": save(NotRave(), root / "double.ts"),
+            "noisy": make_export(root / "noisy.ts", noise=True)}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,25 @@ def test_latent_arrays_round_trip_through_pd(pd: PdDriver, exports: dict[str, Pa
     pd.write_array("tl-2", np.zeros(frames - 1, np.float32))
     pd.send("decode", "tl", "drv-b")
     assert "same length" in pd.error()
+
+
+def test_seeded_forward_and_encode_are_the_exports_own_through_pd(pd: PdDriver, exports: dict[str, Path]) -> None:
+    pd.send("load", str(exports["noisy"]))
+    pd.result("loaded")
+    x = sine(0.25, 44100)  # 11025 samples: 172 frames of 64 and a partial one
+    pd.write_array("drv-a", x)
+    pd.send("forward", "drv-a", "drv-b", "--seed", 5, "--latent", "tl")
+    assert pd.result("forwarded") == ["drv-b", float(len(x))]
+    # atol: the worker's torch may use another thread count, which can reorder float sums.
+    expected = exports_own(exports["noisy"], "forward", x, 5)[0, :len(x)]
+    np.testing.assert_allclose(pd.read_array("drv-b"), expected, rtol=0, atol=1e-6)
+    encoded = exports_own(exports["noisy"], "encode", x, 5)
+    assert encoded.shape == (4, 173)
+    np.testing.assert_allclose(np.stack([pd.read_array(f"tl-{d}") for d in range(4)]), encoded, rtol=0, atol=1e-6)
+    pd.send("encode", "drv-a", "tl", "--seed", 6)
+    assert pd.result("encoded") == ["tl", 4.0, 173.0]
+    np.testing.assert_allclose(np.stack([pd.read_array(f"tl-{d}") for d in range(4)]),
+                               exports_own(exports["noisy"], "encode", x, 6), rtol=0, atol=1e-6)
 
 
 def test_errors_a_student_can_act_on(pd: PdDriver, exports: dict[str, Path]) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rave_fixture_exports import NotRave, make_export, save, sine
+from rave_fixture_exports import NotRave, exports_own, make_export, save, sine
 from workers.rave.model import LatentEdits, RaveExportError, RaveModel
 
 
@@ -62,17 +62,98 @@ def test_encode_decode_shapes_follow_the_ratio(v2: RaveModel, n: int) -> None:
 
 def test_forward_is_decode_of_encode_cropped_to_the_input(v2: RaveModel) -> None:
     x = sine(0.3, 44100)
-    y, z = v2.forward(x)
+    y, z = v2.forward(x, with_latent=True)
     assert y.shape == (1, len(x))
     np.testing.assert_array_equal(z, v2.encode(x))
     np.testing.assert_array_equal(y, v2.decode(v2.encode(x))[:, :len(x)])
+    assert v2.forward(x)[1] is None  # no latents asked for, none computed
 
 
-def test_forward_matches_the_exports_own_forward(v2: RaveModel) -> None:
-    x = sine(64 * 50 / 44100, 44100)
+NOT_WHOLE_FRAMES = 64 * 50 + 17  # samples: 50 frames of the fixture's ratio 64 and a partial one
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Exports that draw random numbers like RAVE's, each taking partial frames in its own way."""
+    root = tmp_path_factory.mktemp("rave_noisy")
+    paths = {kind: make_export(root / f"{kind}.ts", noise=True, partial_frames=kind)
+             for kind in ("cover", "refuse", "drop")}
+    paths["streaming"] = make_export(root / "streaming.ts", noise=True, streaming=True)
+    paths["own_forward"] = make_export(root / "own_forward.ts", noise=True, own_forward=True)
+    paths["prior"] = make_export(root / "prior.ts", noise=True, prior=True)
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["cover", "streaming", "own_forward"])
+def test_forward_with_a_seed_is_the_exports_own_forward_after_manual_seed(noisy: dict[str, Path], kind: str
+                                                                           ) -> None:
+    x = sine(1.0, 44100)[:NOT_WHOLE_FRAMES]
+    expected = exports_own(noisy[kind], "forward", x, 5)[:, :len(x)]
+    np.testing.assert_array_equal(RaveModel.load(noisy[kind]).forward(x, seed=5)[0], expected)
+
+
+@pytest.mark.parametrize("kind", ["cover", "streaming"])
+def test_encode_takes_the_input_as_given(noisy: dict[str, Path], kind: str) -> None:
+    x = sine(1.0, 44100)[:NOT_WHOLE_FRAMES]
+    z = RaveModel.load(noisy[kind]).encode(x, seed=5)
+    assert z.shape == (4, 51)
+    np.testing.assert_array_equal(z, exports_own(noisy[kind], "encode", x, 5))
+
+
+@pytest.mark.parametrize("kind", ["refuse", "drop"])
+def test_only_exports_that_refuse_or_drop_a_partial_frame_get_it_padded(noisy: dict[str, Path], kind: str
+                                                                        ) -> None:
+    x = sine(1.0, 44100)[:NOT_WHOLE_FRAMES]
+    padded = np.zeros(64 * 51, np.float32)
+    padded[:len(x)] = x
+    m = RaveModel.load(noisy[kind])
+    np.testing.assert_array_equal(m.encode(x, seed=5), exports_own(noisy[kind], "encode", padded, 5))
+    forward = exports_own(noisy[kind], "forward", padded, 5)
+    np.testing.assert_array_equal(m.forward(x, seed=5)[0], forward[:, :len(x)])
+    whole = x[:64 * 50]  # whole frames go in as they are, padded or not
+    np.testing.assert_array_equal(m.encode(whole, seed=5), exports_own(noisy[kind], "encode", whole, 5))
+
+
+def test_forward_with_edits_decodes_the_edited_latent_in_the_same_random_stream(noisy: dict[str, Path]
+                                                                                ) -> None:
+    x = sine(1.0, 44100)[:NOT_WHOLE_FRAMES]
+    m = RaveModel.load(noisy["cover"])
+    edits = LatentEdits(bias={1: 0.5}, scale={0: -1.0})
+    y, z = m.forward(x, edits=edits, seed=5, with_latent=True)
+    module = torch.jit.load(str(noisy["cover"]))
+    torch.manual_seed(5)
     with torch.inference_mode():
-        direct = v2.module.forward(torch.from_numpy(x)[None, None])[0].numpy()
-    np.testing.assert_allclose(v2.forward(x)[0], direct, atol=1e-6)
+        encoded = module.encode(torch.from_numpy(x)[None, None])
+        edited = torch.from_numpy(edits.apply(encoded[0].numpy()))[None]
+        decoded = module.decode(edited)[0].numpy()
+    np.testing.assert_array_equal(z, edited[0].numpy())
+    np.testing.assert_array_equal(y, decoded[:, :len(x)])
+    unchanged = m.forward(x, edits=LatentEdits(scale={0: 1.0}), seed=5)[0]  # edits that change nothing:
+    np.testing.assert_array_equal(unchanged, m.forward(x, seed=5)[0])  # the export's forward exactly
+
+
+def test_forward_latents_are_the_exports_encode_from_the_same_seed(noisy: dict[str, Path]) -> None:
+    x = sine(1.0, 44100)[:NOT_WHOLE_FRAMES]
+    m = RaveModel.load(noisy["cover"])
+    y, z = m.forward(x, seed=5, with_latent=True)
+    np.testing.assert_array_equal(y, exports_own(noisy["cover"], "forward", x, 5)[:, :len(x)])
+    np.testing.assert_array_equal(z, exports_own(noisy["cover"], "encode", x, 5))
+
+
+def test_decode_and_sample_with_a_seed_are_the_exports_methods_after_manual_seed(noisy: dict[str, Path]
+                                                                                 ) -> None:
+    m = RaveModel.load(noisy["prior"])
+    z = np.linspace(-1, 1, 4 * 30, dtype=np.float32).reshape(4, 30)
+    np.testing.assert_array_equal(m.decode(z, seed=5), exports_own(noisy["prior"], "decode", z, 5))
+
+    y, latent = m.sample(0.5, temperature=1.0, seed=5)
+    module = torch.jit.load(str(noisy["prior"]))
+    torch.manual_seed(5)  # prior then decode, one random stream, as an nn~ patch chaining them
+    with torch.inference_mode():
+        prior = module.prior(torch.full((1, 1, 345), 1.0))
+        sampled = module.decode(prior)[0].numpy()
+    np.testing.assert_array_equal(latent, prior[0].numpy())
+    np.testing.assert_array_equal(y, sampled[:, :22050])
 
 
 def test_edits_change_exactly_the_edited_dimensions(v2: RaveModel) -> None:
