@@ -129,7 +129,10 @@ def screenshot(display: str, patch: Path, title: str, out: Path, sends: str = ""
         print(f"  {out.name}: window still changing after {WINDOW_TIMEOUT_S:.0f} s", file=sys.stderr)
         return True
     finally:
-        os.killpg(pd.pid, 15)
+        try:
+            os.killpg(pd.pid, 15)  # Pd, its GUI (wish) and its watchdog
+        except ProcessLookupError:
+            pass
         pd.wait(timeout=10)
 
 
