@@ -13,7 +13,7 @@ TF := $(ENVS)/tf/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_FLAGS ?= -q
 
-.PHONY: demo test test-core test-torch test-tf bench doctor pd envs env-core env-torch env-tf clean-envs
+.PHONY: demo test test-core test-torch test-tf bench doctor screenshots pd envs env-core env-torch env-tf clean-envs
 
 demo: pd envs
 	$(CORE) -m pdbridge demo --out demo-output
@@ -34,6 +34,10 @@ bench: pd envs
 
 doctor: env-core
 	$(CORE) -m pdbridge doctor
+
+# PNGs of every help and example patch as the Pd GUI draws them (needs puredata-gui xvfb imagemagick).
+screenshots:
+	$(PYTHON) tools/render_patches.py
 
 envs: env-core env-torch env-tf
 

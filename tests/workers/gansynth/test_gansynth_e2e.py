@@ -330,8 +330,9 @@ def test_example_ganspacesynth_sliders_make_notes(example, pruu: tuple[Path, Com
 
 
 def test_example_halluseq_steps_and_sequence(example, pruu: tuple[Path, Components]) -> None:
-    clicks = {"load": "load pruu 1", "pca": "load_ganspace_components", "add": "msg 230 120 add_step",
-              "interp": "floatatom 20 250", "play": "hallucinate_noz", "slider0": "hsl"}
+    # "floatatom": the first number box, interp_steps; "hsl": the first slider, component 0
+    clicks = {"load": "load pruu 1", "pca": "load_ganspace_components", "add": "add_step",
+              "interp": "floatatom", "play": "hallucinate_noz", "slider0": "hsl"}
     pd = example("ganspacesynth_halluseq.pd", clicks)
     click(pd, "load")
     pd.result("loaded")
