@@ -46,7 +46,6 @@ BACKGROUNDS = ("cnv", "my_canvas")
 EXPECTED_TO_FAIL = {
     # The lead is rewriting the connection abstraction and its help patch; this branch does not touch
     # them. Remove these entries once the rewrite lands laid out.
-    "pdbridge.conn.pd": "being rewritten by the lead: its queue sits at negative y, boxes overlap",
     "pdbridge.conn-help.pd": "being rewritten by the lead: comments in [pd reference] overlap",
 }
 
