@@ -13,7 +13,7 @@ TF := $(ENVS)/tf/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_FLAGS ?= -q
 
-.PHONY: demo test test-core test-torch test-tf bench doctor screenshots pd envs env-core env-torch env-tf clean-envs
+.PHONY: demo test test-core test-torch test-tf test-reliability bench doctor screenshots pd envs env-core env-torch env-tf clean-envs
 
 demo: pd envs
 	$(CORE) -m pdbridge demo --out demo-output
@@ -28,6 +28,11 @@ test-torch: pd env-core env-torch
 
 test-tf: pd env-core env-tf
 	$(if $(wildcard tests/workers/gansynth),$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/gansynth,@echo "no tf tests yet")
+
+# The long reliability suite (a few minutes): kill -9, hub restarts, 10 000 malformed FUDI messages
+# and 1 000 malformed ZeroMQ frames, 4 Pd x 500 mixed requests; prints its figures (FIGURE lines).
+test-reliability: pd env-core
+	$(CORE) -m pytest -q -s tests/reliability
 
 bench: pd envs
 	$(CORE) bench/bridge.py

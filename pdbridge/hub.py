@@ -48,7 +48,7 @@ PD_PROTOCOL = 2
 """Version of the FUDI conversation between [pdbridge.conn] and the hub (see docs/protocol.md)."""
 PD_IDS = 1_000_000
 """Ids the hub gives a Pd: numbers Pd sends back exactly (it prints floats with 6 digits)."""
-MAX_IN_FLIGHT = 256
+MAX_IN_FLIGHT = 1024
 """Requests one object may have waiting or running; more is a patch in a loop."""
 MAX_FRAME_BYTES = MAX_BUFFER_BYTES + 65536
 """Largest ZeroMQ frame the hub accepts from anyone (array buffers are cut smaller)."""

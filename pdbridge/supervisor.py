@@ -32,7 +32,7 @@ CANCEL_GRACE_S = 2.0
 TIMEOUT_GRACE_S = 1.0
 REMOTE_SILENCE_S = 1.0
 LOG_LINES_PER_S = 10
-MAX_QUEUE = 4096
+MAX_QUEUE = 8192
 """Requests waiting for one model, from all patches together."""
 
 
