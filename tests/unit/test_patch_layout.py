@@ -43,11 +43,8 @@ FONT_METRICS = {8: (5, 10), 10: (6, 13), 12: (7, 15), 16: (10, 19), 24: (14, 29)
 ATOMS = ("floatatom", "symbolatom", "listbox")
 BACKGROUNDS = ("cnv", "my_canvas")
 
-EXPECTED_TO_FAIL = {
-    # The lead is rewriting the connection abstraction and its help patch; this branch does not touch
-    # them. Remove these entries once the rewrite lands laid out.
-    "pdbridge.conn-help.pd": "being rewritten by the lead: comments in [pd reference] overlap",
-}
+EXPECTED_TO_FAIL: dict[str, str] = {}
+"""Patches known to fail, with why (none now)."""
 
 
 @dataclass(frozen=True)
