@@ -102,6 +102,16 @@ class HubProcess:
         self.proc.wait(10)
 
 
+def serves(port: int, tag: str) -> bool:
+    """Whether a hub on ``port`` still answers a fresh Pd's ping (after something tried to hurt it)."""
+    pd = PdDriver(port, "diagnostics", timeout=60)
+    try:
+        pd.send("ping", tag)
+        return pd.result("pong") == [tag]
+    finally:
+        pd.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

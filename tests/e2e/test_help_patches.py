@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from patchfiles import canvases
 from pdbridge.pd import HEADLESS_FLAGS, PATCH_DIR, find_pd
 
 ABSTRACTIONS = sorted(p for p in PATCH_DIR.glob("*.pd") if not p.name.endswith("-help.pd"))
@@ -45,8 +46,6 @@ def help_boxes(path: Path, model: str) -> tuple[set[str], str]:
 
     A box reaches the object when it is wired to it directly, or through the outlet of the
     subpatch it sits in (the help patches keep groups of messages in [pd ...] subpatches)."""
-    from fudi_records import canvases  # noqa: PLC0415 (a test helper beside this file)
-
     reaching: set[str] = set()
     top = canvases(path.read_text())
     target = f"pdbridge.{model}"

@@ -33,6 +33,8 @@ from typing import Optional
 
 import pytest
 
+from patchfiles import records
+
 PATCH_DIR = Path(__file__).resolve().parents[2] / "pd_patches"
 PATCHES = sorted(PATCH_DIR.rglob("*.pd"))
 TOLERANCE_PX = 2
@@ -77,16 +79,6 @@ class Canvas:
     extents: list[Extent] = field(default_factory=list)
     arrays: list[str] = field(default_factory=list)
     graph_size: Optional[tuple[float, float]] = None
-
-
-def records(text: str) -> list[list[str]]:
-    """The patch file as records (a record ends with an unescaped ;) of tokens."""
-    out = []
-    for record in re.split(r"(?<!\\);[ \t]*(?:\r?\n|$)", text):
-        tokens = re.findall(r"(?:\\.|[^\s\\,;])+|,", record)
-        if tokens:
-            out.append(tokens)
-    return out
 
 
 def split_width(tokens: list[str]) -> tuple[list[str], int]:

@@ -1,4 +1,5 @@
-"""Reading a .pd file as canvases of boxes and connections (for tests that look inside patches)."""
+"""Reading .pd files for the tests that look inside patches: records, and canvases of boxes and
+connections."""
 from __future__ import annotations
 
 import re
@@ -20,6 +21,7 @@ class Canvas:
 
 
 def records(text: str) -> list[list[str]]:
+    """The patch file as records (a record ends with an unescaped ;) of tokens."""
     out = []
     for record in re.split(r"(?<!\\);[ \t]*(?:\r?\n|$)", text):
         tokens = re.findall(r"(?:\\.|[^\s\\,;])+|,", record)
