@@ -585,7 +585,10 @@ class Hub:
         """``req``'s outcome is written: the object's next request may write its own."""
         if req.written is not None and not req.written.done():
             req.written.set_result(None)
-        self._in_flight[req.client.id] = max(0, self._in_flight.get(req.client.id, 1) - 1)
+        if req.client.id in self._in_flight:
+            self._in_flight[req.client.id] = max(0, self._in_flight[req.client.id] - 1)
+        if req.client.group is not None and req.client.group.members <= 0:
+            self._drop_group_if_idle(req.client.group)
 
     async def _deliver(self, slot: WorkerSlot, req: Request, msg: Message) -> None:
         """Land output arrays in Pd (all or none), then play notes and send the result lines.
@@ -643,6 +646,8 @@ class Hub:
             finally:
                 req.writes_done = True
                 group.changed()
+                if group.members <= 0:
+                    self._drop_group_if_idle(group)
                 for path in paths:
                     self.run.arrays.discard(path)
 
