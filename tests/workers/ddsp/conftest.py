@@ -1,0 +1,21 @@
+"""DDSP models for the tests, made once per test session with ddsp's own code.
+
+The tiny model is trained with ddsp's Trainer for 200 steps on a synthetic harmonic tone (about
+30 s on 2 cores), in the layout ``ddsp_run`` writes; every DDSP test module shares it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from workers.ddsp.training import train_tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ddsp_run's layout: operative_config-0.gin, ckpt-100, ckpt-200 (+ checkpoint index)."""
+    return train_tiny(tmp_path_factory.mktemp("ddsp") / "tiny", steps=200, steps_per_save=100)
