@@ -75,7 +75,7 @@ class ToneProvider(data.DataProvider):
         for i in range(count):
             start, end = rng.uniform(150, 600, size=2)
             f0 = np.geomspace(start, end, n_frames) * (1 + 0.01 * np.sin(np.linspace(0, 12, n_frames)))
-            env = np.clip(np.sin(np.linspace(0, np.pi, n_frames)) * rng.uniform(0.3, 1.0) * 1.5, 0, 1)
+            env = np.clip(np.sin(np.linspace(0, np.pi, n_frames)) * rng.uniform(0.1, 1.0) * 1.5, 0, 1)
             audio = synthetic_tone(f0, env, frame_rate, seed=i)
             audio = np.pad(audio, (0, int(seconds * SAMPLE_RATE) - len(audio)))
             self.examples["audio"].append(audio)

@@ -115,10 +115,11 @@ def _rate(value: object, what: str) -> int:
     return sr
 
 
-def _input_audio(req: Request, name: str, sr: int) -> np.ndarray:
+def _input_audio(req: Request, name: str, sr: int, model: Instrument) -> np.ndarray:
     audio = req.read_array(name)
-    if len(audio) == 0:
-        raise PdError(f"array {name} is empty: load or record a sound into it first")
+    if len(audio) * model.info.frame_rate < 2 * sr:
+        raise PdError(f"array {name} holds {len(audio)} samples: too short for a sound (at least two model frames, "
+                      f"{2 / model.info.frame_rate:g} s); load or record a sound into it first")
     if len(audio) > MAX_SECONDS * sr:
         raise PdError(f"array {name} holds {len(audio) / sr:.0f} s at {sr} Hz; at most {MAX_SECONDS} s per request")
     return audio
@@ -205,7 +206,7 @@ def run(req: Request) -> None:
     settings = _run_settings(opts, given)
     tracker = _tracker(opts)
     req.check_arrays([out])
-    features = _features(req, model, _input_audio(req, in_name, sr), sr, tracker)
+    features = _features(req, model, _input_audio(req, in_name, sr, model), sr, tracker)
     f0, level = feats.transfer(features, settings, model.info.statistics)
     req.reply("transferred", _render(req, model, f0, level, out, out_sr, opts))
 
@@ -222,7 +223,7 @@ def features(req: Request) -> None:
     sr = _rate(opts.get("sr", float, DEFAULT_IN_SR), "--sr")
     tracker = _tracker(opts)
     req.check_arrays([f0_name, conf_name, level_name])
-    result = _features(req, model, _input_audio(req, in_name, sr), sr, tracker)
+    result = _features(req, model, _input_audio(req, in_name, sr, model), sr, tracker)
     rate = model.info.frame_rate
     req.write_array(f0_name, result.f0_hz, rate)
     req.write_array(conf_name, result.confidence, rate)
