@@ -41,10 +41,9 @@ from .stats import StatisticsError, load_statistics  # noqa: E402
 GIN_LOCK = threading.Lock()
 """gin's configuration is global: one model is configured and built at a time."""
 INFERENCE_BINDINGS = (
-    # the timbre-transfer colab's binding (phase accumulated with the angular cumsum, exact over
-    # long inputs); ddsp 3.7's Harmonic passes its own argument, so we set it on the synth
+    # the timbre-transfer colab's binding; in ddsp 3.7 Harmonic passes its own use_angular_cumsum
+    # (False) to the oscillator bank, so it changes nothing, and neither do we
     "oscillator_bank.use_angular_cumsum = True",
-    "Harmonic.use_angular_cumsum = True",
 )
 LOUDNESS, POWER = "loudness", "power"
 
@@ -183,23 +182,54 @@ class CheckpointInstrument(Instrument):
         self.info = ModelInfo(folder, "checkpoint", sample_rate, frame_rate, int(splits.get("harmonic_distribution", 0)),
                               int(splits.get("noise_magnitudes", 0)), feature, frame_size, step,
                               _statistics(folder / "dataset_statistics.pkl"))
-        level_key = "pw_scaled" if feature == POWER else "ld_scaled"
-        decoder = self.model.decoder
-        spec = tf.TensorSpec([1, None, 1], tf.float32)
-
-        @tf.function(input_signature=[spec, spec])
-        def decode(f0_scaled: tf.Tensor, level_scaled: tf.Tensor) -> dict[str, tf.Tensor]:
-            return decoder({"f0_scaled": f0_scaled, level_key: level_scaled}, training=False)
-        self._decode = decode
+        self._level_key = "pw_scaled" if feature == POWER else "ld_scaled"
+        self._decode = self._decoder_functions()
         # build every layer (variables are restored as they are created), as the colab's first call
         self.synthesize(self.controls(np.full(4, 220.0, np.float32), np.full(4, -40.0, np.float32)),
                         np.full(4, 220.0, np.float32))
 
+    def _decoder_functions(self) -> Any:
+        """The decoder as a function of (f0_scaled, level_scaled) tensors [1, frames, 1].
+
+        ddsp's RnnFcDecoder runs per-frame stacks, one GRU over time, and more per-frame layers.
+        TensorFlow steps a GRU through a while loop at ~0.4 ms a frame on a CPU (1 s for 10 s at
+        250 frames/s); :func:`gru_sequence` runs the same layer's equations on its own weights in
+        numpy at ~0.07 ms a frame, which is what makes a slider move re-render in well under a
+        second. The per-frame parts stay ddsp's layers, in graph mode. Decoders with another RNN
+        (LSTM) run whole through Keras.
+        """
+        decoder, level_key = self.model.decoder, self._level_key
+        spec = tf.TensorSpec([1, None, 1], tf.float32)
+        rnn = getattr(decoder.rnn, "rnn", None)
+        if not isinstance(rnn, tf.keras.layers.GRU) or not rnn.reset_after or decoder.stateless:
+            @tf.function(input_signature=[spec, spec])
+            def whole(f0_scaled: tf.Tensor, level_scaled: tf.Tensor) -> dict[str, tf.Tensor]:
+                return decoder({"f0_scaled": f0_scaled, level_key: level_scaled}, training=False)
+            return lambda f0, level: {k: v.numpy()[0] for k, v in whole(f0, level).items()}
+
+        @tf.function(input_signature=[spec, spec])
+        def stacks(f0_scaled: tf.Tensor, level_scaled: tf.Tensor) -> tf.Tensor:
+            values = {"f0_scaled": f0_scaled, level_key: level_scaled}
+            return tf.concat([stack(values[k]) for stack, k in zip(decoder.input_stacks, decoder.input_keys)], -1)
+
+        @tf.function(reduce_retracing=True)  # traced once with the channel counts, then any length
+        def outputs(stacked: tf.Tensor, rnn_out: tf.Tensor) -> dict[str, tf.Tensor]:
+            x = decoder.dense_out(decoder.out_stack(tf.concat([stacked, rnn_out], -1)))
+            return ddsp.training.nn.split_to_dict(x, decoder.output_splits)
+
+        def decode(f0_scaled: tf.Tensor, level_scaled: tf.Tensor) -> dict[str, np.ndarray]:
+            stacked = stacks(f0_scaled, level_scaled)
+            if not rnn.cell.weights:  # first call: let Keras create the weights the checkpoint restores into
+                rnn(stacked)
+            kernel, recurrent, bias = (w.numpy() for w in rnn.cell.weights)
+            hidden = gru_sequence(stacked.numpy()[0], kernel, recurrent, bias)
+            return {k: v.numpy()[0] for k, v in outputs(stacked, tf.constant(hidden[None])).items()}
+        return decode
+
     def controls(self, f0_hz: np.ndarray, level_db: np.ndarray) -> dict[str, np.ndarray]:
         f0 = tf.constant(np.asarray(f0_hz, np.float32)[None, :, None])
         level = tf.constant(np.asarray(level_db, np.float32)[None, :, None])
-        out = self._decode(scale_f0_hz(f0), scale_db(level))
-        return {k: v.numpy()[0] for k, v in out.items()}
+        return self._decode(scale_f0_hz(f0), scale_db(level))
 
     def synthesize(self, controls: dict[str, np.ndarray], f0_hz: np.ndarray, seed: int = 0) -> np.ndarray:
         n_samples = len(f0_hz) * self.info.hop
@@ -216,6 +246,25 @@ class CheckpointInstrument(Instrument):
     @property
     def nbytes(self) -> int:
         return int(sum(np.prod(v.shape) * 4 for v in self.model.variables))
+
+
+def gru_sequence(x: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """A Keras ``GRU(reset_after=True)`` over ``x`` [frames, inputs] from a zero state: the hidden
+    state at every frame [frames, units]. Gates in Keras' order (update z, reset r, candidate):
+    ``z, r = sigmoid(xW + b_in + hU + b_rec)``, ``c = tanh(xW_c + b_in_c + r * (hU_c + b_rec_c))``,
+    ``h = z * h + (1 - z) * c``. The input projection of all frames is one matrix product."""
+    units = recurrent_kernel.shape[0]
+    projected = x @ kernel + bias[0]
+    h = np.zeros(units, np.float32)
+    out = np.empty((len(x), units), np.float32)
+    for t in range(len(x)):
+        inner = h @ recurrent_kernel + bias[1]
+        gates = 1.0 / (1.0 + np.exp(-(projected[t, :2 * units] + inner[:2 * units])))
+        z, r = gates[:units], gates[units:]
+        candidate = np.tanh(projected[t, 2 * units:] + r * inner[2 * units:])
+        h = z * h + (1.0 - z) * candidate
+        out[t] = h
+    return out
 
 
 def _statistics(path: Path) -> Optional[dict[str, Any]]:

@@ -74,7 +74,14 @@ def _instrument(req: Request, path: Path) -> Instrument:
     except ModelError as exc:
         raise PdError(str(exc)) from exc
     req.state.update(model=model, model_key=key)
+    _warm_up(model)
     return model
+
+
+def _warm_up(model: Instrument) -> None:
+    """Build the default tracker's graph now, while the student waits for ``loaded`` anyway, so
+    the first ``run`` costs only its own work (tracing CREPE takes about a second)."""
+    pitch.track(np.zeros(pitch.SAMPLE_RATE // 4, np.float32), model.info.frame_rate, "tiny")
 
 
 def _loaded(req: Request) -> Instrument:
