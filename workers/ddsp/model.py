@@ -212,7 +212,10 @@ class CheckpointInstrument(Instrument):
             values = {"f0_scaled": f0_scaled, level_key: level_scaled}
             return tf.concat([stack(values[k]) for stack, k in zip(decoder.input_stacks, decoder.input_keys)], -1)
 
-        @tf.function(reduce_retracing=True)  # traced once with the channel counts, then any length
+        channels = int(stacks(tf.zeros([1, 1, 1]), tf.zeros([1, 1, 1])).shape[-1])
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, channels], tf.float32),
+                                      tf.TensorSpec([1, None, rnn.units], tf.float32)])
         def outputs(stacked: tf.Tensor, rnn_out: tf.Tensor) -> dict[str, tf.Tensor]:
             x = decoder.dense_out(decoder.out_stack(tf.concat([stacked, rnn_out], -1)))
             return ddsp.training.nn.split_to_dict(x, decoder.output_splits)

@@ -79,9 +79,12 @@ def _instrument(req: Request, path: Path) -> Instrument:
 
 
 def _warm_up(model: Instrument) -> None:
-    """Build the default tracker's graph now, while the student waits for ``loaded`` anyway, so
-    the first ``run`` costs only its own work (tracing CREPE takes about a second)."""
-    pitch.track(np.zeros(pitch.SAMPLE_RATE // 4, np.float32), model.info.frame_rate, "tiny")
+    """Pay the first-call costs now, while the student waits for ``loaded`` anyway, so the first
+    ``run`` costs only its own work: tracing CREPE's graph and its full-batch kernels (a batch's
+    worth of frames), and librosa's lazy imports behind the loudness feature (about 1 s each)."""
+    silence = np.zeros(pitch.BATCH * pitch.SAMPLE_RATE // 100, np.float32)
+    pitch.track(silence, model.info.frame_rate, "tiny")
+    feats.level_db(silence[: pitch.SAMPLE_RATE], model.info)
 
 
 def _loaded(req: Request) -> Instrument:
