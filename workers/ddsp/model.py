@@ -364,7 +364,7 @@ class ExportInstrument(Instrument):
             frequencies=tf.constant(np.asarray(f0_hz, np.float32)[None, :, None]),
             amplitudes=tf.constant(controls["amplitudes"][None]),
             harmonic_distribution=tf.constant(controls["harmonic_distribution"][None]),
-            n_samples=n_samples, sample_rate=sr, amp_resample_method="linear", use_angular_cumsum=True)
+            n_samples=n_samples, sample_rate=sr, amp_resample_method="linear")  # vst.gin's Harmonic
         noise = ddsp.synths.FilteredNoise(n_samples=n_samples, window_size=0, scale_fn=None).get_signal(
             tf.constant(controls["noise_magnitudes"][None]))
         audio = harmonic + noise

@@ -6,9 +6,12 @@ The tiny model is trained with ddsp's Trainer for 200 steps on a synthetic harmo
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -19,3 +22,12 @@ from workers.ddsp.training import train_tiny  # noqa: E402
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ddsp_run's layout: operative_config-0.gin, ckpt-100, ckpt-200 (+ checkpoint index)."""
     return train_tiny(tmp_path_factory.mktemp("ddsp") / "tiny", steps=200, steps_per_save=100)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model exported as DDSP-VST users export theirs (SavedModel + .tflite + metadata)."""
+    from vst_export import export
+    from workers.ddsp.training import ToneProvider
+
+    return export(tiny_folder, tmp_path_factory.mktemp("ddsp") / "export", ToneProvider(count=8))

@@ -14,9 +14,11 @@ import pytest
 from pdharness import HubThread, PdDriver, require_worker
 
 from pdbridge.pd import find_pd
+from workers.ddsp import features as feats
 from workers.ddsp import model as ddsp_model
 from workers.ddsp import pitch
 from workers.ddsp.training import synthetic_tone
+from workers.runtime.resample import resample
 
 pytestmark = pytest.mark.skipif(find_pd() is None, reason="Pure Data is not installed")
 
@@ -210,3 +212,25 @@ def test_statistics_with_code_are_refused_through_pd(pd: PdDriver, tiny_folder: 
     (folder / "dataset_statistics.pkl").write_bytes(pickle.dumps({"mean_pitch": Evil()}))
     pd.send("load", str(folder))
     assert "posix.system" in pd.error() and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_a_ddsp_vst_export_plays_through_pd(ddsp_hub: HubThread, tiny_export: Path) -> None:
+    other = start_pd(ddsp_hub)
+    try:
+        other.send("load", str(tiny_export))
+        assert other.result("loaded") == [16000.0, 50.0]
+        other.send("info")
+        other.result("model")
+        assert other.result("kind") == ["tflite"]  # the .tflite is preferred, as the plugin uses it
+        audio = tone_then_noise(level=0.5)
+        other.write_array("dd-in", audio)
+        run_messages(other, "dd-in", "dd-out", "--sr", SR, "--normalize", 0)
+        out = other.read_array("dd-out")
+        model = ddsp_model.load(tiny_export)
+        at16 = resample(audio, SR, 16000)
+        features = feats.compute(at16, at16, model.info, "tiny")
+        expected = model.synthesize(model.controls(features.f0_hz, features.level_db), features.f0_hz, seed=0)
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+    finally:
+        other.close()
