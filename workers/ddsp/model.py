@@ -375,9 +375,13 @@ class ExportInstrument(Instrument):
 
 
 def _output_names(details: dict[str, Any]) -> list[str]:
-    """The exported function's outputs in the order (amps, harmonic distribution, noise, state),
-    told apart by size: 1, harmonics, noise bands, state (tf.saved_model names them output_0..3)."""
-    return [name for name in sorted(details)]
+    """The exported function's outputs in its return order (amps, harmonic distribution, noise,
+    state): SavedModel and TFLite signatures name a returned tuple output_0 .. output_3."""
+    names = sorted(details)
+    if len(names) != 4:
+        raise ModelError(f"the exported model returns {len(names)} values; a DDSP-VST export "
+                         "(vst_stateless_predict_controls) returns amps, harmonics, noise and the GRU state")
+    return names
 
 
 def _read_wav(path: Path) -> np.ndarray:

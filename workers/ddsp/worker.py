@@ -38,7 +38,7 @@ DEFAULT_MODELS = Path("~/.local/share/pdbridge/ddsp-models")
 DEFAULT_IN_SR = 44100.0
 NORMALIZE_PEAK = 0.9
 RUN_OPTIONS = {"octave", "confidence", "loudness", "autotune", "quiet", "adjust", "sr", "out_sr", "tracker",
-               "normalize", "seed"}
+               "normalize", "seed", "right"}
 COURSE_ORDER = ("octave", "confidence", "loudness", "sr", "out_sr", "adjust", "quiet", "autotune")
 """The course's positional arguments after <model> <in> <out>."""
 MAX_SECONDS = 600
@@ -125,8 +125,19 @@ def _rate(value: object, what: str) -> int:
     return sr
 
 
-def _input_audio(req: Request, name: str, sr: int, model: Instrument) -> np.ndarray:
-    audio = req.read_array(name)
+def _input_audio(req: Request, name: str, sr: int, model: Instrument, opts: Options) -> np.ndarray:
+    """The input sound; with ``--right <array>`` (a stereo file read into two arrays) the mono
+    downmix, the mean of both channels, as the course's ``librosa.to_mono``."""
+    right = opts.get("right", str, None)
+    if right is None:
+        audio = req.read_array(name)
+    else:
+        arrays = req.read_arrays([name, symbol(right, "--right")])
+        left, right_audio = arrays[name], arrays[right]
+        if len(left) != len(right_audio):
+            raise PdError(f"{name} ({len(left)} samples) and {right} ({len(right_audio)}) must be the same length "
+                          "to mix them to mono")
+        audio = 0.5 * (left + right_audio)
     if len(audio) * model.info.frame_rate < 2 * sr:
         raise PdError(f"array {name} holds {len(audio)} samples: too short for a sound (at least two model frames, "
                       f"{2 / model.info.frame_rate:g} s); load or record a sound into it first")
@@ -194,7 +205,7 @@ def _run_settings(opts: Options, given: dict[str, object]) -> feats.Settings:
 
 @worker.message("run", help="run <model> <in> <out> [octave confidence loudness in_sr out_sr adjust quiet autotune] "
                 "or run <in> <out> [--octave --confidence --loudness --autotune --quiet --adjust --sr --out_sr "
-                "--tracker tiny|full --normalize 0.9 --seed]: replies transferred <samples>", timeout=900, reads="1:2")
+                "--tracker tiny|full --normalize 0.9 --seed --right <array>]: replies transferred <samples>", timeout=900, reads="1:2")
 def run(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS)
     pos = opts.positional
@@ -216,15 +227,16 @@ def run(req: Request) -> None:
     settings = _run_settings(opts, given)
     tracker = _tracker(opts)
     req.check_arrays([out])
-    features = _features(req, model, _input_audio(req, in_name, sr, model), sr, tracker)
+    features = _features(req, model, _input_audio(req, in_name, sr, model, opts), sr, tracker)
     f0, level = feats.transfer(features, settings, model.info.statistics)
     req.reply("transferred", _render(req, model, f0, level, out, out_sr, opts))
 
 
-@worker.message("features", help="features <in> <f0> <confidence> <loudness> [--sr 44100] [--tracker tiny|full]: "
+@worker.message("features", help="features <in> <f0> <confidence> <loudness> [--sr 44100] [--tracker tiny|full] "
+                "[--right <array>]: "
                 "the curves the model hears; replies features <frames> <frame rate>", timeout=900, reads="0:1")
 def features(req: Request) -> None:
-    opts = req.options(known={"sr", "tracker"})
+    opts = req.options(known={"sr", "tracker", "right"})
     if len(opts.positional) != 4:
         raise PdError("usage: features <in> <f0-array> <confidence-array> <loudness-array> [--sr 44100] "
                       "[--tracker tiny|full]")
@@ -233,7 +245,7 @@ def features(req: Request) -> None:
     sr = _rate(opts.get("sr", float, DEFAULT_IN_SR), "--sr")
     tracker = _tracker(opts)
     req.check_arrays([f0_name, conf_name, level_name])
-    result = _features(req, model, _input_audio(req, in_name, sr, model), sr, tracker)
+    result = _features(req, model, _input_audio(req, in_name, sr, model, opts), sr, tracker)
     rate = model.info.frame_rate
     req.write_array(f0_name, result.f0_hz, rate)
     req.write_array(conf_name, result.confidence, rate)

@@ -130,6 +130,8 @@ def test_features_then_synthesize_equals_run_and_features_are_cached(pd: PdDrive
     _, again_progress = run_messages(pd, "dd-in", "dd-out", "--adjust", 0, "--sr", SR, "--normalize", 0, "--octave", 0)
     assert 0.05 in first_progress and 0.05 not in again_progress  # pitch tracked once per content
     ran = pd.read_array("dd-out")
+    run_messages(pd, "dd-in", "dd-out2", "--adjust", 0, "--sr", SR, "--normalize", 0, "--right", "dd-in")
+    np.testing.assert_array_equal(pd.read_array("dd-out2"), ran)  # the mono downmix of two equal channels
     pd.send("features", "dd-in", "dd-f0", "dd-conf", "dd-ld", "--sr", SR)
     frames = pd.result("features")
     f0, conf, level = (pd.read_array(n) for n in ("dd-f0", "dd-conf", "dd-ld"))
@@ -163,6 +165,8 @@ def test_bad_input_is_an_error_and_leaves_arrays_alone(pd: PdDriver) -> None:
     assert "too short" in pd.error()
     pd.send("synthesize", "dd-f0", "dd-out", "dd-out2")
     assert "same length" in pd.error()
+    pd.send("run", "dd-in", "dd-out2", "--sr", SR, "--right", "dd-f0")
+    assert "to mix them to mono" in pd.error()
     np.testing.assert_array_equal(pd.read_array("dd-out2"), np.full(5, 0.25, np.float32))
 
 
@@ -234,3 +238,78 @@ def test_a_ddsp_vst_export_plays_through_pd(ddsp_hub: HubThread, tiny_export: Pa
         np.testing.assert_allclose(out, expected, atol=1e-5)
     finally:
         other.close()
+
+
+# -- the example patch as shipped ----------------------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[3] / "pd_patches" / "examples" / "timbre_transfer.pd"
+CLICK_HELPER = Path(__file__).resolve().parents[1] / "gansynth" / "patches"
+"""pdbridge.gstestclick.pd: "<receiver> <value>" sends <value> to <receiver>, like a click."""
+
+
+def with_receivers(source: Path, dest: Path, clicks: dict[str, str]) -> Path:
+    """A copy of a patch where ``[r ddtest-<key>]`` feeds the top-level box whose line contains
+    ``clicks[key]``, and [pdbridge.ddsp]'s outlets go to the driver (drv-result, drv-status)."""
+    lines = source.read_text().splitlines()
+    boxes, depth = [], 0
+    for line in lines:  # Pd numbers the top level's boxes in file order; a graph is one box (its restore line)
+        if line.startswith("#N canvas"):
+            depth += 1
+        elif line.startswith("#X restore"):
+            depth -= 1
+            if depth == 1:
+                boxes.append(line)
+        elif depth == 1 and line.startswith(("#X obj ", "#X msg ", "#X text ", "#X floatatom ")):
+            boxes.append(line)
+    index = {key: next(i for i, b in enumerate(boxes) if text in b and not b.startswith("#X text"))
+             for key, text in {**clicks, "object": "pdbridge.ddsp;"}.items()}
+    n = len(boxes)
+    extra = [f"#X obj 0 0 r ddtest-{key};\n#X connect {n + i} 0 {index[key]} 0;" for i, key in enumerate(clicks)]
+    n += len(clicks)
+    extra += ["#X obj 0 0 s drv-result;", f"#X connect {index['object']} 0 {n} 0;",
+              "#X obj 0 0 s drv-status;", f"#X connect {index['object']} 1 {n + 1} 0;"]
+    dest.write_text("\n".join(lines + extra) + "\n")
+    return dest
+
+
+def test_example_patch_renders_curves_and_drawings(ddsp_hub: HubThread, tiny_folder: Path, tmp_path: Path) -> None:
+    import pdharness
+
+    (tmp_path / "violin").symlink_to(tiny_folder)  # the patch's `load violin` finds it beside the patch
+    patch = with_receivers(EXAMPLE, tmp_path / EXAMPLE.name, {
+        "load": "load violin", "octave": "floatatom 20 370", "features": "empty empty features",
+        "synthesize": "msg 20 660 synthesize"})
+    saved = pdharness.HEADLESS_FLAGS
+    pdharness.HEADLESS_FLAGS = (*saved, "-path", str(CLICK_HELPER), "-open", str(patch))
+    try:
+        pd = PdDriver(ddsp_hub.port, "gstestclick", timeout=300)
+    finally:
+        pdharness.HEADLESS_FLAGS = saved
+    try:
+        audio = tone_then_noise(196.0, seconds=1.0, level=0.5)
+        pd.write_array("tt-in", audio)
+        pd.send("ddtest-load", "bang")
+        pd.result("loaded")
+        pd.send("ddtest-octave", 1)  # a control move: run with every control's value, sr 44100 (loadbang)
+        n = pd.result("transferred")[0]
+        model = ddsp_model.load(tiny_folder)
+        at16 = resample(audio, SR, 16000)
+        features = feats.compute(at16, at16, model.info, "tiny")
+        f0, level = feats.transfer(features, feats.Settings(octave=1, adjust=False, quiet=0), None)
+        expected = resample(model.synthesize(model.controls(f0, level), f0), 16000, SR)
+        expected *= 0.9 / np.abs(expected).max()
+        out = pd.read_array("tt-out")
+        assert n == len(out) == len(expected)
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+
+        pd.send("ddtest-features", "bang")
+        assert pd.result("features") == [len(features.f0_hz), 50.0]
+        np.testing.assert_array_equal(pd.read_array("tt-f0"), features.f0_hz)
+        pd.write_array("tt-f0", np.full(len(features.f0_hz), 300.0, np.float32))  # a drawn line at 300 Hz
+        pd.send("ddtest-synthesize", "bang")
+        pd.result("synthesized")
+        drawn = pd.read_array("tt-out")
+        track = pitch.track(resample(drawn, SR, 16000), 50, "tiny")
+        voiced = track.confidence > 0.5
+        assert np.median(track.f0_hz[voiced]) == pytest.approx(300.0, rel=0.03)
+    finally:
+        pd.close()
