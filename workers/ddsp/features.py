@@ -102,7 +102,8 @@ class Settings:
     autotune: float = 0.0
 
 
-def transfer(features: Features, settings: Settings, statistics: Optional[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def transfer(features: Features, settings: Settings,
+             statistics: Optional[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """f0 (Hz) and level (dB) for the decoder, changed as the course's handler changes them."""
     f0 = features.f0_hz.astype(np.float64).copy()
     level = features.level_db.astype(np.float64).copy()

@@ -104,7 +104,8 @@ class Instrument:
 # -- training folders ---------------------------------------------------------------------------
 def newest_checkpoint(folder: Path) -> tuple[Path, int]:
     """``ckpt-N`` with the highest N that has an index file (ddsp keeps several while training)."""
-    steps = [(int(m.group(1)), p) for p in folder.glob("ckpt-*.index") if (m := re.fullmatch(r"ckpt-(\d+)\.index", p.name))]
+    steps = [(int(m.group(1)), p) for p in folder.glob("ckpt-*.index")
+             if (m := re.fullmatch(r"ckpt-(\d+)\.index", p.name))]
     if not steps:
         raise ModelError(f"{folder} holds no ckpt-N.index file (a DDSP training folder has operative_config-N.gin "
                          "and ckpt-N files)")
@@ -172,15 +173,17 @@ class CheckpointInstrument(Instrument):
                 feature, frame_size = LOUDNESS, 512
                 frame_rate = sample_rate // (_number("Harmonic.n_samples") // _number(f"{kind}.time_steps"))
             else:
-                raise ModelError(f"{folder}: the model's preprocessor is {kind or 'missing'}; pdbridge plays models "
-                                 "trained on f0 and loudness (solo_instrument.gin) or f0 and power (DDSP-VST's vst.gin)")
+                raise ModelError(f"{folder}: the model's preprocessor is {kind or 'missing'}; pdbridge plays "
+                                 "models trained on f0 and loudness (solo_instrument.gin) or f0 and power "
+                                 "(DDSP-VST's vst.gin)")
             try:
                 self.model = ddsp.training.models.Autoencoder()
             except Exception as exc:  # a gin config that names classes this ddsp lacks
                 raise ModelError(f"cannot build the model of {folder}: {exc}") from exc
         self.model.restore(str(ckpt), verbose=False)
-        self.info = ModelInfo(folder, "checkpoint", sample_rate, frame_rate, int(splits.get("harmonic_distribution", 0)),
-                              int(splits.get("noise_magnitudes", 0)), feature, frame_size, step,
+        self.info = ModelInfo(folder, "checkpoint", sample_rate, frame_rate,
+                              int(splits.get("harmonic_distribution", 0)), int(splits.get("noise_magnitudes", 0)),
+                              feature, frame_size, step,
                               _statistics(folder / "dataset_statistics.pkl"))
         self._level_key = "pw_scaled" if feature == POWER else "ld_scaled"
         self._decode = self._decoder_functions()
@@ -255,19 +258,33 @@ def gru_sequence(x: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray
     """A Keras ``GRU(reset_after=True)`` over ``x`` [frames, inputs] from a zero state: the hidden
     state at every frame [frames, units]. Gates in Keras' order (update z, reset r, candidate):
     ``z, r = sigmoid(xW + b_in + hU + b_rec)``, ``c = tanh(xW_c + b_in_c + r * (hU_c + b_rec_c))``,
-    ``h = z * h + (1 - z) * c``. The input projection of all frames is one matrix product."""
+    ``h = z * h + (1 - z) * c``. The input projection of all frames is one matrix product; each
+    step is one matrix-vector product and in-place vector operations (sigmoid as 0.5 tanh(x/2) + 0.5),
+    about 35 us of Python and 50 us of BLAS a frame for 512 units."""
     units = recurrent_kernel.shape[0]
     projected = x @ kernel + bias[0]
-    h = np.zeros(units, np.float32)
-    out = np.empty((len(x), units), np.float32)
+    recurrent_t = np.ascontiguousarray(recurrent_kernel.T)  # rows are gates: a contiguous gemv
+    states = np.zeros((len(x) + 1, units), np.float32)  # states[t + 1] is the state after frame t
+    inner = np.empty(3 * units, np.float32)
+    gates = np.empty(2 * units, np.float32)
+    candidate = np.empty(units, np.float32)
+    z, r = gates[:units], gates[units:]
     for t in range(len(x)):
-        inner = h @ recurrent_kernel + bias[1]
-        gates = 1.0 / (1.0 + np.exp(-(projected[t, :2 * units] + inner[:2 * units])))
-        z, r = gates[:units], gates[units:]
-        candidate = np.tanh(projected[t, 2 * units:] + r * inner[2 * units:])
-        h = z * h + (1.0 - z) * candidate
-        out[t] = h
-    return out
+        h, new = states[t], states[t + 1]
+        np.dot(recurrent_t, h, out=inner)
+        inner += bias[1]
+        np.add(projected[t, :2 * units], inner[:2 * units], out=gates)
+        gates *= 0.5
+        np.tanh(gates, out=gates)
+        gates *= 0.5
+        gates += 0.5
+        np.multiply(r, inner[2 * units:], out=candidate)
+        candidate += projected[t, 2 * units:]
+        np.tanh(candidate, out=candidate)
+        np.subtract(h, candidate, out=new)  # z * h + (1 - z) * c  ==  c + z * (h - c)
+        new *= z
+        new += candidate
+    return states[1:]
 
 
 def _statistics(path: Path) -> Optional[dict[str, Any]]:

@@ -205,7 +205,8 @@ def _run_settings(opts: Options, given: dict[str, object]) -> feats.Settings:
 
 @worker.message("run", help="run <model> <in> <out> [octave confidence loudness in_sr out_sr adjust quiet autotune] "
                 "or run <in> <out> [--octave --confidence --loudness --autotune --quiet --adjust --sr --out_sr "
-                "--tracker tiny|full --normalize 0.9 --seed --right <array>]: replies transferred <samples>", timeout=900, reads="1:2")
+                "--tracker tiny|full --normalize 0.9 --seed --right <array>]: replies transferred <samples>",
+                timeout=900, reads="1:2")
 def run(req: Request) -> None:
     opts = req.options(known=RUN_OPTIONS)
     pos = opts.positional

@@ -85,8 +85,10 @@ def test_info_and_the_course_message(pd: PdDriver, tiny_folder: Path) -> None:
     assert lines[0] == [str(tiny_folder)] and lines[1] == ["checkpoint"] and lines[2] == [200.0]
     assert lines[5:] == [[60.0], [65.0], ["power"], [0.0]]
     pd.write_array("dd-in", tone_then_noise())
-    # the course's patch: run <model> <in> <out> <octave> <confidence> <loudness> <in_sr> <out_sr> <adjust> <quiet> <autotune>
-    n, _ = run_messages(pd, str(tiny_folder / "operative_config-0.gin"), "dd-in", "dd-out", 0, 0.2, 0, SR, 32000, 1, 0, 0)
+    # the course's patch: run <model> <in> <out> <octave> <confidence> <loudness> <in_sr> <out_sr> <adjust>
+    # <quiet> <autotune>, the model named by its operative config file
+    gin_file = str(tiny_folder / "operative_config-0.gin")
+    n, _ = run_messages(pd, gin_file, "dd-in", "dd-out", 0, 0.2, 0, SR, 32000, 1, 0, 0)
     out = pd.read_array("dd-out")
     assert n == len(out) == 3 * 32000 and np.abs(out).max() == pytest.approx(0.9, abs=1e-6)  # peak-normalised
 
