@@ -18,6 +18,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from workers.ddsp.training import train_tiny  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def eager_tensorflow() -> None:
+    """DDSP is TensorFlow 2 (eager) code; magenta's GANSynth switches the whole process to TF1 graph
+    mode when imported, so the two test folders need their own pytest processes (as the workers
+    have their own processes)."""
+    import tensorflow as tf
+
+    if not tf.executing_eagerly():
+        pytest.fail("TensorFlow runs in TF1 graph mode in this pytest process (tests/workers/gansynth imports "
+                    "magenta's GANSynth, which disables TF2 behaviour): run tests/workers/ddsp in a pytest "
+                    "process of its own", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ddsp_run's layout: operative_config-0.gin, ckpt-100, ckpt-200 (+ checkpoint index)."""
