@@ -315,3 +315,60 @@ def test_example_patch_renders_curves_and_drawings(ddsp_hub: HubThread, tiny_fol
         assert np.median(track.f0_hz[voiced]) == pytest.approx(300.0, rel=0.03)
     finally:
         pd.close()
+
+
+def test_dataset_statistics_drive_auto_adjust(pd: PdDriver, tiny_folder: Path, tmp_path: Path) -> None:
+    """ddsp's own save_dataset_statistics output next to the checkpoint: info says so, and auto
+    adjust moves the pitch register and loudness as the course's handler does."""
+    import pickle
+
+    from ddsp.training.postprocessing import compute_dataset_statistics
+
+    from workers.ddsp.training import ToneProvider
+
+    folder = tmp_path / "with-stats"
+    shutil.copytree(tiny_folder, folder)
+    stats = compute_dataset_statistics(ToneProvider(count=8), batch_size=4, power_frame_size=1024,
+                                       power_frame_rate=50)
+    (folder / "dataset_statistics.pkl").write_bytes(pickle.dumps(stats))
+    pd.send("load", str(folder))
+    pd.result("loaded")
+    pd.send("info")
+    assert [pd.result(k) for k in ("model", "kind", "step", "sample_rate", "frame_rate", "harmonics",
+                                      "noise_bands", "feature", "statistics")][-1] == [1.0]
+    audio = tone_then_noise(110.0, level=0.5)  # two octaves below the training tones
+    pd.write_array("dd-in", audio)
+    run_messages(pd, "dd-in", "dd-out", "--sr", SR, "--normalize", 0, "--adjust", 1, "--confidence", 0.5)
+    adjusted = pd.read_array("dd-out")
+    model = ddsp_model.load(folder)
+    at16 = resample(audio, SR, 16000)
+    features = feats.compute(at16, at16, model.info, "tiny")
+    f0, level = feats.transfer(features, feats.Settings(confidence=0.5, adjust=True), model.info.statistics)
+    assert np.median(f0[f0 > 0]) > 200  # shifted up toward the data's mean pitch
+    np.testing.assert_allclose(adjusted, model.synthesize(model.controls(f0, level), f0), atol=1e-5)
+    pd.send("load", str(tiny_folder))  # leave the module's object as the other tests expect it
+    pd.result("loaded")
+
+
+@pytest.mark.slow
+def test_full_size_solo_instrument_through_pd(ddsp_hub: HubThread, tmp_path: Path) -> None:
+    """The loudness-feature path (solo_instrument.gin, 250 frames/s) at full size, random weights."""
+    from workers.ddsp.training import write_random
+
+    folder = write_random(tmp_path / "solo", "models/solo_instrument.gin")
+    other = start_pd(ddsp_hub)
+    try:
+        other.send("load", str(folder))
+        assert other.result("loaded") == [16000.0, 250.0]
+        audio = tone_then_noise(220.0, seconds=0.5, level=0.5)
+        other.write_array("dd-in", audio)
+        n, _ = run_messages(other, "dd-in", "dd-out", "--sr", SR, "--normalize", 0, "--octave", -1)
+        out = other.read_array("dd-out")
+        model = ddsp_model.load(folder)
+        at16 = resample(audio, SR, 16000)
+        features = feats.compute(at16, at16, model.info, "tiny")
+        f0, level = feats.transfer(features, feats.Settings(octave=-1), None)
+        assert n == len(out) == len(at16) // 64 * 64
+        np.testing.assert_allclose(out, model.synthesize(model.controls(f0, level), f0), atol=1e-5)
+    finally:
+        other.close()
