@@ -13,7 +13,7 @@ TF := $(ENVS)/tf/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_FLAGS ?= -q
 
-.PHONY: demo test test-core test-torch test-tf test-reliability bench doctor screenshots pd envs env-core env-torch env-tf clean-envs
+.PHONY: demo test test-core test-torch test-tf test-reliability bench bench-ddsp doctor screenshots pd envs env-core env-torch env-tf clean-envs
 
 demo: pd envs
 	$(CORE) -m pdbridge demo --out demo-output
@@ -26,8 +26,11 @@ test-core: pd env-core
 test-torch: pd env-core env-torch
 	$(TORCH) -m pytest $(PYTEST_FLAGS) $(wildcard tests/workers/runtime tests/workers/samplernn tests/workers/rave)
 
+# One pytest process per model: importing magenta's GANSynth switches TensorFlow to graph mode for the
+# whole process, which ddsp's eager code cannot run in.
 test-tf: pd env-core env-tf
-	$(if $(wildcard tests/workers/gansynth),$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/gansynth,@echo "no tf tests yet")
+	$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/gansynth
+	$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/ddsp
 
 # The long reliability suite (a few minutes): kill -9, hub restarts, 10 000 malformed FUDI messages
 # and 1 000 malformed ZeroMQ frames, 4 Pd x 500 mixed requests; prints its figures (FIGURE lines).
@@ -36,6 +39,9 @@ test-reliability: pd env-core
 
 bench: pd envs
 	$(CORE) bench/bridge.py
+
+bench-ddsp: pd envs
+	$(TF) bench/ddsp.py
 
 doctor: env-core
 	$(CORE) -m pdbridge doctor

@@ -155,7 +155,7 @@ def main() -> None:
 
         def run(*options: object) -> float:
             start = time.perf_counter()
-            pd.send("run", "dd-in", "dd-out", "--sr", SR, *options)
+            pd.send("transfer", "dd-in", "dd-out", "--sr", SR, *options)
             pd.result("transferred")
             return time.perf_counter() - start
 

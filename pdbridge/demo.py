@@ -44,6 +44,8 @@ DEMOS = [
          prepare="workers.rave.demo_model"),
     Demo("gansynth", "GANSynth: one note from a small random-weight model in the official checkpoint layout",
          prepare="workers.gansynth.demo_model"),
+    Demo("ddsp", "DDSP: a synthetic melody through a tiny model trained here with ddsp's own Trainer, one octave down",
+         prepare="workers.ddsp.demo_model"),
 ]
 
 

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 import workers.ddsp  # noqa: E402,F401  TensorFlow imported quietly, ddsp importable
 
-from workers.runtime import PdError, Request, Worker, integer, number, symbol  # noqa: E402
+from workers.runtime import PdError, Request, Worker, integer, number, sample_rate, symbol  # noqa: E402
 from workers.runtime.args import Options  # noqa: E402
 from workers.runtime.cache import content_key, path_key  # noqa: E402
 from workers.runtime.resample import resample  # noqa: E402
@@ -30,7 +30,7 @@ from . import features as feats  # noqa: E402
 from . import pitch  # noqa: E402
 from .model import Instrument, ModelError, load as load_model  # noqa: E402
 
-worker = Worker("ddsp")
+worker = Worker("ddsp", user_errors=(ModelError, pitch.PitchError), load_hint="load <model folder or name>")
 
 MODELS_ENV = "PDBRIDGE_DDSP_MODELS"
 DEFAULT_MODELS = Path("~/.local/share/pdbridge/ddsp-models")
@@ -69,10 +69,7 @@ def _instrument(req: Request, path: Path) -> Instrument:
     if held is not None and req.state.get("model_key") == key:
         return held
     req.progress(0.0, f"loading {path.name}")
-    try:
-        model = worker.cache.get_or_make(key, lambda: load_model(path), nbytes=lambda m: m.nbytes)
-    except ModelError as exc:
-        raise PdError(str(exc)) from exc
+    model = worker.cache.get_or_make(key, lambda: load_model(path), nbytes=lambda m: m.nbytes)
     req.state.update(model=model, model_key=key)
     _warm_up(model)
     return model
@@ -94,25 +91,18 @@ def _warm_up(model: Instrument) -> None:
     _warmed.add((i.sample_rate, i.frame_rate, i.feature))
 
 
-def _loaded(req: Request) -> Instrument:
-    model = req.state.get("model")
-    if model is None:
-        raise PdError("no model loaded: send load <model folder> first (or run <model> <in> <out>)")
-    return model
-
-
-@worker.message("load", help="load <model folder or name>: replies loaded <sample rate> <frame rate>", timeout=600)
+@worker.message("load <model folder or name>", help="replies loaded <sample rate> <frame rate>", timeout=600)
 def load(req: Request) -> None:
     if len(req.args) != 1:
-        raise PdError("usage: load <model folder or name>")
+        raise req.usage()
     model = _instrument(req, _find_model(req, req.args[0]))
     req.reply("loaded", model.info.sample_rate, model.info.frame_rate)
 
 
-@worker.message("info", help="info: the loaded model's folder, kind, rates, harmonics, noise bands, statistics",
+@worker.message("info", help="the loaded model's folder, kind, rates, harmonics, noise bands, statistics",
                 timeout=10)
 def info(req: Request) -> None:
-    i = _loaded(req).info
+    i = req.loaded().info
     req.reply("model", str(i.path))
     req.reply("kind", i.kind)
     if i.checkpoint_step is not None:
@@ -123,13 +113,6 @@ def info(req: Request) -> None:
     req.reply("noise_bands", i.n_noise)
     req.reply("feature", i.feature)
     req.reply("statistics", int(i.statistics is not None))
-
-
-def _rate(value: object, what: str) -> int:
-    sr = integer(float(value) if isinstance(value, int) else value, what)  # type: ignore[arg-type]
-    if not 1000 <= sr <= 384000:
-        raise PdError(f"{what} must be between 1000 and 384000 Hz, got {sr}")
-    return sr
 
 
 def _input_audio(req: Request, name: str, sr: int, model: Instrument, opts: Options) -> np.ndarray:
@@ -163,10 +146,7 @@ def _features(req: Request, model: Instrument, audio: np.ndarray, sr: int, track
     req.progress(0.05, "tracking pitch" + (" (CREPE full: slow)" if tracker == "full" else ""))
     at_model = resample(audio, sr, i.sample_rate)
     at_16k = at_model if i.sample_rate == pitch.SAMPLE_RATE else resample(audio, sr, pitch.SAMPLE_RATE)
-    try:
-        result = feats.compute(at_model, at_16k, i, tracker)
-    except pitch.PitchError as exc:
-        raise PdError(str(exc)) from exc
+    result = feats.compute(at_model, at_16k, i, tracker)
     worker.cache.put(key, result, result.nbytes)
     return result
 
@@ -210,28 +190,20 @@ def _run_settings(opts: Options, given: dict[str, object]) -> feats.Settings:
     return settings
 
 
-@worker.message("run", help="run <model> <in> <out> [octave confidence loudness in_sr out_sr adjust quiet autotune] "
-                "or run <in> <out> [--octave --confidence --loudness --autotune --quiet --adjust --sr --out_sr "
-                "--tracker tiny|full --normalize 0.9 --seed --right <array>]: replies transferred <samples>",
-                timeout=900, reads="1:2")
-def run(req: Request) -> None:
-    opts = req.options(known=RUN_OPTIONS)
-    pos = opts.positional
-    course = len(pos) >= 3 and isinstance(pos[2], str)
-    if course:
-        model = _instrument(req, _find_model(req, pos[0]))
-        names, extra = pos[1:3], pos[3:]
-    else:
-        names, extra = pos[:2], pos[2:]
-        if len(names) == 2:
-            model = _loaded(req)
-    if len(names) != 2 or len(extra) > len(COURSE_ORDER):
-        raise PdError("usage: run <model> <in> <out> [octave confidence loudness in_sr out_sr adjust quiet autotune] "
-                      "or (after load) run <in> <out> [--octave N --confidence C --loudness dB ...]")
+RUN_USAGE = ("[--octave N] [--confidence C] [--loudness dB] [--autotune A] [--quiet dB] [--adjust 0|1] [--sr N] "
+             "[--out_sr N] [--tracker tiny|full] [--normalize 0.9] [--seed N] [--right <array>]")
+
+
+def _transfer(req: Request, model: Instrument, names: list, extra: list, opts: Options) -> None:
+    """Timbre transfer of array ``names[0]`` into ``names[1]``: features (cached), the sliders'
+    settings, decoding, synthesis."""
+    if len(extra) > len(COURSE_ORDER):
+        raise req.usage()
     given = dict(zip(COURSE_ORDER, extra))
     in_name, out = (symbol(n, "array") for n in names)
-    sr = _rate(opts.get("sr", float, given.get("sr", DEFAULT_IN_SR)), "the input sample rate")
-    out_sr = _rate(opts.get("out_sr", float, given.get("out_sr", model.info.sample_rate)), "the output sample rate")
+    sr = sample_rate(opts.get("sr", float, given.get("sr", DEFAULT_IN_SR)), "the input sample rate")
+    out_sr = sample_rate(opts.get("out_sr", float, given.get("out_sr", model.info.sample_rate)),
+                         "the output sample rate")
     settings = _run_settings(opts, given)
     tracker = _tracker(opts)
     req.check_arrays([out])
@@ -240,17 +212,37 @@ def run(req: Request) -> None:
     req.reply("transferred", _render(req, model, f0, level, out, out_sr, opts))
 
 
-@worker.message("features", help="features <in> <f0> <confidence> <loudness> [--sr 44100] [--tracker tiny|full] "
-                "[--right <array>]: "
-                "the curves the model hears; replies features <frames> <frame rate>", timeout=900, reads="0:1")
+@worker.message("run <model> <in> <out> [octave 0] [confidence 0.2] [loudness 0] [in_sr 44100] [out_sr 16000] "
+                "[adjust 1] [quiet 20] [autotune 0] " + RUN_USAGE,
+                help="the course's timbre transfer: replies transferred <samples>", timeout=900, reads="1 --right",
+                writes="2")
+def run(req: Request) -> None:
+    opts = req.options(known=RUN_OPTIONS)
+    pos = opts.positional
+    if len(pos) < 3:
+        raise req.usage()
+    _transfer(req, _instrument(req, _find_model(req, pos[0])), pos[1:3], pos[3:], opts)
+
+
+@worker.message("transfer <in> <out> " + RUN_USAGE, help="timbre transfer with the loaded model: replies "
+                "transferred <samples>", timeout=900, reads="0 --right", writes="1")
+def transfer(req: Request) -> None:
+    opts = req.options(known=RUN_OPTIONS)
+    if len(opts.positional) != 2:
+        raise req.usage()
+    _transfer(req, req.loaded(), opts.positional, [], opts)
+
+
+@worker.message("features <in> <f0> <confidence> <loudness> [--sr 44100] [--tracker tiny|full] [--right <array>]",
+                help="the curves the model hears; replies features <frames> <frame rate>", timeout=900,
+                reads="0 --right", writes="1:4")
 def features(req: Request) -> None:
     opts = req.options(known={"sr", "tracker", "right"})
     if len(opts.positional) != 4:
-        raise PdError("usage: features <in> <f0-array> <confidence-array> <loudness-array> [--sr 44100] "
-                      "[--tracker tiny|full]")
+        raise req.usage()
     in_name, f0_name, conf_name, level_name = (symbol(v, "array") for v in opts.positional)
-    model = _loaded(req)
-    sr = _rate(opts.get("sr", float, DEFAULT_IN_SR), "--sr")
+    model = req.loaded()
+    sr = opts.get("sr", sample_rate, DEFAULT_IN_SR)
     tracker = _tracker(opts)
     req.check_arrays([f0_name, conf_name, level_name])
     result = _features(req, model, _input_audio(req, in_name, sr, model, opts), sr, tracker)
@@ -261,16 +253,16 @@ def features(req: Request) -> None:
     req.reply("features", len(result.f0_hz), rate)
 
 
-@worker.message("synthesize", help="synthesize <f0> <loudness> <out> [--out_sr N] [--normalize 0.9] [--seed 0]: "
-                "play f0 (Hz) and loudness (dB) curves, one value per frame; replies synthesized <samples>",
-                timeout=600, reads="0:2")
+@worker.message("synthesize <f0> <loudness> <out> [--out_sr N] [--normalize 0.9] [--seed 0]",
+                help="play f0 (Hz) and loudness (dB) curves, one value per frame; replies synthesized <samples>",
+                timeout=600, reads="0:2", writes="2")
 def synthesize(req: Request) -> None:
     opts = req.options(known={"out_sr", "normalize", "seed"})
     if len(opts.positional) != 3:
-        raise PdError("usage: synthesize <f0-array> <loudness-array> <out-array> [--out_sr N] [--normalize 0.9]")
+        raise req.usage()
     f0_name, level_name, out = (symbol(v, "array") for v in opts.positional)
-    model = _loaded(req)
-    out_sr = _rate(opts.get("out_sr", float, model.info.sample_rate), "--out_sr")
+    model = req.loaded()
+    out_sr = opts.get("out_sr", sample_rate, model.info.sample_rate)
     req.check_arrays([out])
     arrays = req.read_arrays([f0_name, level_name])
     f0, level = arrays[f0_name], arrays[level_name]

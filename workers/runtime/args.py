@@ -131,6 +131,9 @@ def symbol(value: Value, what: str) -> str:
 
 
 def number(value: Value, what: str) -> float:
+    """A finite number (an int given as a default counts too)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
     if not isinstance(value, float):
         raise PdError(f"{what} must be a number, got {value}")
     if not math.isfinite(value):

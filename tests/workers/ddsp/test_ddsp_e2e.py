@@ -64,9 +64,9 @@ def rms_db(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-12))
 
 
-def run_messages(pd: PdDriver, *atoms: object) -> tuple[float, list[float]]:
-    """Send a run; its sample count and the progress fractions seen on the way."""
-    pd.send("run", *atoms)
+def run_messages(pd: PdDriver, *atoms: object, selector: str = "transfer") -> tuple[float, list[float]]:
+    """Send a transfer (or the course's run); its sample count and the progress fractions seen on the way."""
+    pd.send(selector, *atoms)
     progress = []
     while True:
         msg = pd.next()
@@ -88,7 +88,7 @@ def test_info_and_the_course_message(pd: PdDriver, tiny_folder: Path) -> None:
     # the course's patch: run <model> <in> <out> <octave> <confidence> <loudness> <in_sr> <out_sr> <adjust>
     # <quiet> <autotune>, the model named by its operative config file
     gin_file = str(tiny_folder / "operative_config-0.gin")
-    n, _ = run_messages(pd, gin_file, "dd-in", "dd-out", 0, 0.2, 0, SR, 32000, 1, 0, 0)
+    n, _ = run_messages(pd, gin_file, "dd-in", "dd-out", 0, 0.2, 0, SR, 32000, 1, 0, 0, selector="run")
     out = pd.read_array("dd-out")
     assert n == len(out) == 3 * 32000 and np.abs(out).max() == pytest.approx(0.9, abs=1e-6)  # peak-normalised
 
@@ -154,20 +154,20 @@ def test_features_then_synthesize_equals_run_and_features_are_cached(pd: PdDrive
 
 def test_bad_input_is_an_error_and_leaves_arrays_alone(pd: PdDriver) -> None:
     pd.write_array("dd-out2", np.full(5, 0.25, np.float32))
-    pd.send("run", "dd-in", "nowhere", "--sr", SR)
+    pd.send("transfer", "dd-in", "nowhere", "--sr", SR)
     assert "nowhere" in pd.error()
-    pd.send("run", "dd-in", "dd-out2", "--confidence", 2, "--sr", SR)
+    pd.send("transfer", "dd-in", "dd-out2", "--confidence", 2, "--sr", SR)
     assert "between 0 and 1" in pd.error()
-    pd.send("run", "dd-in", "dd-out2", "--tracker", "huge", "--sr", SR)
+    pd.send("transfer", "dd-in", "dd-out2", "--tracker", "huge", "--sr", SR)
     assert "tiny, full" in pd.error()
     pd.send("run", "no-such-model", "dd-in", "dd-out2")
     assert "DDSP model not found" in pd.error()
     pd.write_array("dd-f0b", np.zeros(0, np.float32))
-    pd.send("run", "dd-f0b", "dd-out2", "--sr", SR)
+    pd.send("transfer", "dd-f0b", "dd-out2", "--sr", SR)
     assert "too short" in pd.error()
     pd.send("synthesize", "dd-f0", "dd-out", "dd-out2")
     assert "same length" in pd.error()
-    pd.send("run", "dd-in", "dd-out2", "--sr", SR, "--right", "dd-f0")
+    pd.send("transfer", "dd-in", "dd-out2", "--sr", SR, "--right", "dd-f0")
     assert "to mix them to mono" in pd.error()
     np.testing.assert_array_equal(pd.read_array("dd-out2"), np.full(5, 0.25, np.float32))
 
