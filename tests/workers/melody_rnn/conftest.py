@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the worker sets it for users
 
 from workers.melody_rnn import bundles  # noqa: E402
 from workers.melody_rnn.model import CONFIGS  # noqa: E402
