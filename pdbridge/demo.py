@@ -44,6 +44,8 @@ DEMOS = [
          prepare="workers.rave.demo_model"),
     Demo("gansynth", "GANSynth: one note from a small random-weight model in the official checkpoint layout",
          prepare="workers.gansynth.demo_model"),
+    Demo("melody_rnn", "MelodyRNN: a phrase and the duet's answer from a small model trained here, through "
+         "examples/ai_duet.pd's synth", prepare="workers.melody_rnn.demo_model"),
 ]
 
 
