@@ -27,7 +27,7 @@ test-torch: pd env-core env-torch
 	$(TORCH) -m pytest $(PYTEST_FLAGS) $(wildcard tests/workers/runtime tests/workers/samplernn tests/workers/rave)
 
 test-tf: pd env-core env-tf
-	$(if $(wildcard tests/workers/gansynth),$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/gansynth,@echo "no tf tests yet")
+	$(TF) -m pytest $(PYTEST_FLAGS) $(wildcard tests/workers/gansynth tests/workers/melody_rnn)
 
 # The long reliability suite (a few minutes): kill -9, hub restarts, 10 000 malformed FUDI messages
 # and 1 000 malformed ZeroMQ frames, 4 Pd x 500 mixed requests; prints its figures (FIGURE lines).
