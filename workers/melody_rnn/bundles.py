@@ -67,7 +67,8 @@ def bundle_from_checkpoint(config_name: str, checkpoint: str, path: Path, hparam
     config = config_for(config_name, hparams)
     config.hparams.batch_size = GENERATION_BATCH
     generator = melody_rnn_sequence_generator.MelodyRnnSequenceGenerator(
-        melody_rnn_model.MelodyRnnModel(config), config.details, steps_per_quarter=config.steps_per_quarter, checkpoint=checkpoint)
+        melody_rnn_model.MelodyRnnModel(config), config.details, steps_per_quarter=config.steps_per_quarter,
+        checkpoint=checkpoint)
     try:
         generator.create_bundle_file(str(path), description)
     finally:

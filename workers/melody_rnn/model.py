@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -53,6 +54,8 @@ class Answer:
     steps_per_quarter: int
     transposed: tuple[tuple[int, int], ...] = ()
     """(played, heard) for each phrase pitch the model heard moved by octaves (see :func:`heard_as`)."""
+    model_ms: float = field(default=0.0, compare=False)
+    """How long magenta's generator took: what a faster machine or a smaller beam would shorten."""
 
     @property
     def seconds(self) -> float:
@@ -154,7 +157,7 @@ class MelodyModel:
                              "--config and --hparams it was trained with, e.g. --hparams rnn_layer_sizes=[64\\,64]"
                              ) from exc
         loaded = cls(generator, model, config, source, description, nbytes)
-        loaded.answer(phrase.primer((), phrase.DEFAULT_QPM), 2)  # TensorFlow's first run is slow: not in the first answer
+        loaded.answer(phrase.primer((), phrase.DEFAULT_QPM), 2)  # TensorFlow's first run is slow: not the first answer
         return loaded
 
     def close(self) -> None:
@@ -197,15 +200,17 @@ class MelodyModel:
         sps = _steps_per_second(self.steps_per_quarter, qpm)
         quantized = note_seq.quantize_note_sequence(primer, self.steps_per_quarter)
         start = max((n.quantized_end_step for n in quantized.notes), default=0) + 1
+        options = generation_options(start, steps, sps, temperature, beam_size, branch_factor)
         np.random.seed(seed)
         with self._stepping(on_step):
-            generated = self.generator.generate(primer, generation_options(start, steps, sps, temperature, beam_size,
-                                                                           branch_factor))
+            t0 = time.perf_counter()
+            generated = self.generator.generate(primer, options)
+            model_ms = 1000 * (time.perf_counter() - t0)
         t0 = start / sps
         notes = tuple((max(0.0, n.start_time - t0), n.pitch, n.velocity, n.end_time - n.start_time)
                       for n in sorted(generated.notes, key=lambda n: (n.start_time, n.pitch))
                       if n.start_time >= t0 - 1e-6)
-        return Answer(notes, steps, qpm, self.steps_per_quarter, heard_as(quantized, self.config))
+        return Answer(notes, steps, qpm, self.steps_per_quarter, heard_as(quantized, self.config), model_ms)
 
     @contextlib.contextmanager
     def _stepping(self, on_step: Optional[Callable[[], None]]) -> Iterator[None]:

@@ -173,8 +173,8 @@ def options(req: Request) -> None:
                 "[--seed N] [--text name]",
                 help="answers the recorded phrase: the object plays note <pitch> <velocity> on Pd's clock, then "
                 "played; the answer lasts <seconds> (or N steps) from one step after the phrase; options are for "
-                "this answer only (see options); replies answer <notes> <seconds> <qpm>, and transposed <played> "
-                "<heard> ... when the phrase spans more than the model's range", timeout=300)
+                "this answer only (see options); replies answer <notes> <seconds> <qpm> <ms the model took>, and "
+                "transposed <played> <heard> ... when the phrase spans more than the model's range", timeout=300)
 def generate(req: Request) -> None:
     opts = req.options(known={*CHOICES, "steps"})
     if len(opts.positional) > 1 or bool(opts.positional) == opts.has("steps"):
@@ -196,7 +196,7 @@ def generate(req: Request) -> None:
                           choices.seed, on_step=req.check_cancelled)
     req.write_notes(answer.notes, text=choices.text)
     req.state["answer"] = answer
-    req.reply("answer", len(answer.notes), answer.seconds, answer.qpm)
+    req.reply("answer", len(answer.notes), answer.seconds, answer.qpm, round(answer.model_ms, 1))
     if answer.transposed:
         req.reply("transposed", *[p for pair in answer.transposed for p in pair])
 

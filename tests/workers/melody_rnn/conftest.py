@@ -25,7 +25,8 @@ TRAINED_CONFIG = "attention_rnn"
 def random_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """config -> a bundle of it with random weights, in a file called model-<n>.mag."""
     folder = tmp_path_factory.mktemp("bundles")
-    return {config: bundles.random_bundle(config, folder / f"model-{i}.mag", seed=i) for i, config in enumerate(CONFIGS)}
+    return {config: bundles.random_bundle(config, folder / f"model-{i}.mag", seed=i)
+            for i, config in enumerate(CONFIGS)}
 
 
 @pytest.fixture(scope="session")
