@@ -55,7 +55,7 @@ def train_run(config_name: str, melodies: Sequence[note_seq.NoteSequence], run_d
     data.mkdir(parents=True, exist_ok=True)
     pipeline.run_pipeline_serial(melody_rnn_pipeline.get_pipeline(config, eval_ratio=0.0), melodies, str(data))
     build = events_rnn_graph.get_build_graph_fn("train", config, [str(data / "training_melodies.tfrecord")])
-    with _tf_slim_on_tf215():
+    with tf_slim_on_tf215():
         events_rnn_train.run_training(build, str(run_dir / "train"), num_training_steps=steps,
                                       summary_frequency=max(steps, 1))
     return run_dir
@@ -93,7 +93,7 @@ def melodies() -> list[note_seq.NoteSequence]:
 
 
 @contextlib.contextmanager
-def _tf_slim_on_tf215() -> Iterator[None]:
+def tf_slim_on_tf215() -> Iterator[None]:
     """Let magenta's training loop run on TensorFlow 2.15.
 
     It clips gradients with tf_slim 1.1.0 (the last release), which looks for ``IndexedSlices`` in

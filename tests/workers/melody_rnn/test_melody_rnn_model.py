@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import note_seq
@@ -20,6 +22,7 @@ from workers.melody_rnn import bundles
 from workers.melody_rnn.model import CONFIGS, MelodyModel, ModelError
 from workers.melody_rnn.phrase import Note, Phrase, estimate_qpm, primer
 
+ROOT = Path(__file__).resolve().parents[3]
 RANGES = {"basic_rnn": (48, 83), "mono_rnn": (0, 127), "lookback_rnn": (48, 83), "attention_rnn": (48, 83)}
 GRID_PHRASE = [Note(60, 100, 0, 250), Note(64, 90, 250, 500), Note(67, 80, 500, 750), Note(72, 100, 750, 1000)]
 """Four notes on the sixteenth grid at 120 qpm (8 steps a second): the last one ends on step 8."""
@@ -101,6 +104,18 @@ def test_a_run_folder_loads_its_newest_checkpoint_with_its_config_named(trained_
         MelodyModel.load(trained_run, "attention_rnn")
     with pytest.raises(ModelError, match="unknown config 'attention'"):
         MelodyModel.load(trained_run, "attention")
+
+
+def test_magentas_own_trainer_runs_in_the_tf_environment(trained_run: Path, tmp_path: Path):
+    run = tmp_path / "cli_run"
+    done = subprocess.run([sys.executable, "-m", "workers.melody_rnn.train", "--config=attention_rnn",
+                           f"--hparams={bundles.SMALL_HPARAMS}", f"--run_dir={run}", "--num_training_steps=2",
+                           f"--sequence_example_file={trained_run / 'data' / 'training_melodies.tfrecord'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = MelodyModel.load(run, "attention_rnn", bundles.SMALL_HPARAMS)
+    assert "model.ckpt-2" in model.description
+    model.close()
 
 
 def test_a_trained_bundle_carries_its_config_and_size(trained_bundle: Path):
