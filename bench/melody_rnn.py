@@ -55,7 +55,7 @@ import pdharness  # noqa: E402
 from pdharness import HubProcess, PdDriver  # noqa: E402
 
 from workers.melody_rnn.bundles import random_bundle  # noqa: E402
-from workers.melody_rnn.model import MelodyModel, generation_options  # noqa: E402
+from workers.melody_rnn.model import MelodyModel, answer_start, generation_options  # noqa: E402
 from workers.melody_rnn.phrase import Note, primer  # noqa: E402
 
 DRIVER = ROOT / "tests" / "workers" / "melody_rnn" / "patches" / "melody_driver.pd"
@@ -98,8 +98,7 @@ def direct(model: MelodyModel, notes: list[Note], qpm: float, seed: int) -> tupl
     first note)."""
     sequence = primer(notes, qpm)
     sps = note_seq.steps_per_quarter_to_steps_per_second(model.steps_per_quarter, qpm)
-    quantized = note_seq.quantize_note_sequence(sequence, model.steps_per_quarter)
-    start = max(n.quantized_end_step for n in quantized.notes) + 1
+    start = answer_start(note_seq.quantize_note_sequence(sequence, model.steps_per_quarter))
     options = generation_options(start, model.steps_in(ANSWER_S, qpm), sps)
     np.random.seed(seed)
     time.sleep(SILENCE_MS / 1000)

@@ -199,17 +199,17 @@ class MelodyModel:
         qpm = primer.tempos[0].qpm
         sps = _steps_per_second(self.steps_per_quarter, qpm)
         quantized = note_seq.quantize_note_sequence(primer, self.steps_per_quarter)
-        start = max((n.quantized_end_step for n in quantized.notes), default=0) + 1
+        start = answer_start(quantized)
         options = generation_options(start, steps, sps, temperature, beam_size, branch_factor)
         np.random.seed(seed)
         with self._stepping(on_step):
-            t0 = time.perf_counter()
+            began = time.perf_counter()
             generated = self.generator.generate(primer, options)
-            model_ms = 1000 * (time.perf_counter() - t0)
-        t0 = start / sps
-        notes = tuple((max(0.0, n.start_time - t0), n.pitch, n.velocity, n.end_time - n.start_time)
+            model_ms = 1000 * (time.perf_counter() - began)
+        origin = start / sps
+        notes = tuple((max(0.0, n.start_time - origin), n.pitch, n.velocity, n.end_time - n.start_time)
                       for n in sorted(generated.notes, key=lambda n: (n.start_time, n.pitch))
-                      if n.start_time >= t0 - 1e-6)
+                      if n.start_time >= origin - 1e-6)
         return Answer(notes, steps, qpm, self.steps_per_quarter, heard_as(quantized, self.config), model_ms)
 
     @contextlib.contextmanager
@@ -219,6 +219,11 @@ class MelodyModel:
             yield
         finally:
             self._model.on_step = None
+
+
+def answer_start(quantized: note_seq.NoteSequence) -> int:
+    """The step an answer starts at: one after the step where the (quantized) phrase's last note ends."""
+    return max((n.quantized_end_step for n in quantized.notes), default=0) + 1
 
 
 def generation_options(start_step: int, steps: int, steps_per_second: float, temperature: float = 1.0,

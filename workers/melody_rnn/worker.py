@@ -13,7 +13,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 # TensorFlow 1-style graph code warns about every deprecated call it makes; the worker's stderr
 # reaches the Pd console, so keep it for us.
@@ -23,7 +23,7 @@ warnings.filterwarnings("ignore", category=RuntimeWarning, module="pydub")
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 from workers.runtime import PdError, Request, Worker, integer, number, symbol  # noqa: E402
-from workers.runtime.args import Options  # noqa: E402
+from workers.runtime.args import Options, Value  # noqa: E402
 from workers.runtime.cache import path_key  # noqa: E402
 
 from .model import Answer, MelodyModel, ModelError  # noqa: E402
@@ -33,8 +33,16 @@ worker = Worker("melody_rnn", user_errors=(ModelError,), load_hint="load <bundle
 
 MAX_STEPS = 4096
 """256 bars of sixteenths: far beyond any answer, short enough to stay within the timeout."""
-CHOICES = ("temperature", "beam_size", "branch_factor", "qpm", "seed", "text")
-"""The options ``generate`` takes for one answer and ``options`` keeps for all of them."""
+RULES: dict[str, tuple[Callable[[Value, str], Any], Callable[[Any], bool], str]] = {
+    "temperature": (number, lambda t: 0 < t <= 100, "more than 0 and at most 100 (1 is the model's own)"),
+    "beam_size": (integer, lambda b: 1 <= b <= 64, "a whole number from 1 to 64"),
+    "branch_factor": (integer, lambda f: 1 <= f <= 64, "a whole number from 1 to 64"),
+    "qpm": (number, lambda q: 10 <= q <= 600, "between 10 and 600 quarter notes a minute"),
+    "seed": (integer, lambda n: 0 <= n < 2**32, "a whole number from 0 to 4294967295"),
+    "text": (symbol, lambda _: True, "a name"),
+}
+"""The options ``generate`` takes for one answer and ``options`` keeps for all of them: (converter,
+check, what a value must be)."""
 
 
 @dataclass(frozen=True)
@@ -53,26 +61,12 @@ class Choices:
 
     def updated(self, opts: Options) -> "Choices":
         """These choices with the options given in ``opts`` replaced, each checked."""
-        changes: dict = {}
-        if opts.has("temperature"):
-            changes["temperature"] = opts.get("temperature", number)
-            if not 0 < changes["temperature"] <= 100:
-                raise PdError("--temperature must be more than 0 and at most 100 (1 is the model's own)")
-        for key in ("beam_size", "branch_factor"):
+        changes = {}
+        for key, (kind, valid, rule) in RULES.items():
             if opts.has(key):
-                changes[key] = opts.get(key, integer)
-                if not 1 <= changes[key] <= 64:
-                    raise PdError(f"--{key} must be a whole number from 1 to 64")
-        if opts.has("qpm"):
-            changes["qpm"] = opts.get("qpm", number)
-            if not 10 <= changes["qpm"] <= 600:
-                raise PdError("--qpm must be between 10 and 600 quarter notes a minute")
-        if opts.has("seed"):
-            changes["seed"] = opts.get("seed", integer)
-            if not 0 <= changes["seed"] < 2**32:
-                raise PdError("--seed must be a whole number from 0 to 4294967295")
-        if opts.has("text"):
-            changes["text"] = opts.get("text", symbol)
+                changes[key] = opts.get(key, kind)
+                if not valid(changes[key]):
+                    raise PdError(f"--{key} must be {rule}")
         return dataclasses.replace(self, **changes)
 
     def atoms(self) -> list:
@@ -161,7 +155,7 @@ def state(req: Request) -> None:
                 "estimated from the phrase, a new answer each time, no text); replies options <--key value...>",
                 timeout=10)
 def options(req: Request) -> None:
-    opts = req.options(known=CHOICES)
+    opts = req.options(known=RULES)
     if opts.positional not in ([], ["reset"]):
         raise req.usage()
     base = Choices() if opts.positional else _choices(req)
@@ -176,7 +170,7 @@ def options(req: Request) -> None:
                 "this answer only (see options); replies answer <notes> <seconds> <qpm> <ms the model took>, and "
                 "transposed <played> <heard> ... when the phrase spans more than the model's range", timeout=300)
 def generate(req: Request) -> None:
-    opts = req.options(known={*CHOICES, "steps"})
+    opts = req.options(known={*RULES, "steps"})
     if len(opts.positional) > 1 or bool(opts.positional) == opts.has("steps"):
         raise req.usage("give the answer's length in seconds or --steps")
     model: MelodyModel = req.loaded()
