@@ -35,8 +35,9 @@ log = logging.getLogger("pdbridge.melody_rnn")
 CONFIGS = tuple(melody_rnn_model.default_configs)
 """basic_rnn, mono_rnn, lookback_rnn, attention_rnn."""
 GENERATION_BATCH = 1
-"""Batch size of the graph built for a run folder: one answer at a time (beam search runs its
-branches one after another), as the published bundles do; training's 128 would compute 127 copies."""
+"""Batch size of the graph built for a run folder (and of the bundles made here): one answer at a
+time, beam search running its branches one after another; the configs' 128 (a training batch)
+would compute 127 padding copies of every step."""
 
 
 class ModelError(Exception):
