@@ -31,6 +31,7 @@ test-torch: pd env-core env-torch
 test-tf: pd env-core env-tf
 	$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/gansynth
 	$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/ddsp
+	$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/melody_rnn
 
 # The long reliability suite (a few minutes): kill -9, hub restarts, 10 000 malformed FUDI messages
 # and 1 000 malformed ZeroMQ frames, 4 Pd x 500 mixed requests; prints its figures (FIGURE lines).

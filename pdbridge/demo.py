@@ -46,6 +46,8 @@ DEMOS = [
          prepare="workers.gansynth.demo_model"),
     Demo("ddsp", "DDSP: a synthetic melody through a tiny model trained here with ddsp's own Trainer, one octave down",
          prepare="workers.ddsp.demo_model"),
+    Demo("melody_rnn", "MelodyRNN: a phrase and the duet's answer from a small model trained here, through "
+         "examples/ai_duet.pd's synth", prepare="workers.melody_rnn.demo_model"),
 ]
 
 
