@@ -166,7 +166,8 @@ def gui_extent(cls: str, args: list[str], x: float, y: float, font: int) -> tupl
         digits, h = float(args[0]), float(args[1])
         return (x, y, x + digits * char_w + h / 2 + 4, y + h + 1), None
     if cls in ("hradio", "vradio", "hdl", "vdl"):
-        size, number = float(args[0]), float(args[4])
+        # Pd saves: size, new/old, init, number, send, receive, label, ...
+        size, number = float(args[0]), float(args[3])
         if cls in ("hradio", "hdl"):
             return (x, y, x + size * number + 1, y + size + 1), None
         return (x, y, x + size + 1, y + size * number + 1), None
