@@ -25,11 +25,6 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = ROOT / "environment"
 CACHE = Path(os.environ.get("PDBRIDGE_ENVS", ROOT / ".cache" / "envs"))
@@ -68,9 +63,10 @@ def python_candidates(version: str) -> list[FoundPython]:
 
 
 def python_version_of(python: Path) -> Optional[str]:
-    """"3.10" for an interpreter that runs; None for one that does not (a stale pyenv shim)."""
+    """"3.10" for an interpreter that runs and can make venvs; None for one that does not (a stale
+    pyenv shim, or Debian's python3 without the python3-venv package, which lacks ensurepip)."""
     try:
-        return subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        return subprocess.run([str(python), "-c", "import sys, ensurepip, venv; print('%d.%d' % sys.version_info[:2])"],
                               capture_output=True, text=True, timeout=30).stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -132,7 +128,7 @@ def choose_variant(requested: str, spec: dict, gpu: Optional[Gpu]) -> tuple[str,
     if not has_cuda:
         if requested == "cuda":
             raise ValueError("this environment has no CUDA variant (it runs on the CPU only)")
-        return "cpu", "no GPU build needed (this environment runs on the CPU only)"
+        return "cpu", "CPU only: nothing in this environment uses a GPU"
     if gpu is None:
         if requested == "cuda":
             return "cuda", "CUDA build asked for (no NVIDIA GPU found on this machine)"
@@ -162,9 +158,28 @@ def requirements(spec: dict, variant: str) -> list[str]:
     return [ln for ln in lines if _package(ln) not in replaced] + overlay
 
 
-def pip_index_args(spec: dict, variant: str) -> list[str]:
-    """Extra indexes the variant's pins come from (PyTorch's CPU wheels are not on PyPI)."""
-    return [arg for url in spec.get(f"{variant}_indexes", []) for arg in ("--extra-index-url", url)]
+def reachable(url: str, timeout: float = 10.0) -> bool:
+    """Whether an index answers at all: pip retries an unreachable index for every package it
+    looks up (minutes), so one that cannot be reached is left out instead."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except OSError as exc:
+        return getattr(exc, "code", None) is not None  # an HTTP error status: it is there
+
+
+def pip_index_args(spec: dict, variant: str, can_reach: Callable[[str], bool] = reachable) -> list[str]:
+    """Extra indexes the variant's pins come from (PyTorch's CPU wheels are not on PyPI); one that
+    cannot be reached is left out with a note (pip's own configuration may still hold the wheels)."""
+    args = []
+    for url in spec.get(f"{variant}_indexes", []):
+        if can_reach(url):
+            args += ["--extra-index-url", url]
+        else:
+            print(f"note: {url} cannot be reached; pip looks for its pins in its configured indexes", flush=True)
+    return args
 
 
 def strip_torchaudio_cuda(python: Path) -> None:
@@ -183,7 +198,14 @@ FIXUPS: dict[str, Callable[[Path], None]] = {"strip-torchaudio-cuda": strip_torc
 
 
 def load_specs() -> dict[str, dict]:
-    """environment/envs.toml: each environment's Python version, lock, variants and fixups."""
+    """environment/envs.toml: each environment's Python version, lock, variants and fixups.
+
+    tomllib is imported here, not at the top, so that install/installer.py can import this module on
+    an older system Python (3.8) to find or obtain the 3.11 it then re-runs itself with."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
     with open(ENV_DIR / "envs.toml", "rb") as f:
         return tomllib.load(f)
 
