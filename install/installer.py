@@ -214,6 +214,16 @@ def sync_app(app: Path, launcher: Path) -> int:
     return changed
 
 
+def _ticket_for_pd() -> None:
+    """The default port's ticket, saying ``state down`` until the first hub runs, as a stopped hub
+    leaves it: [pdbridge.conn] looks every second at a ticket that exists, but only every 10 s (with
+    an error in the Pd window) while there is none, so without it the very first Pd would wait."""
+    from pdbridge.ticket import DEFAULT_PD_PORT, retire_ticket, ticket_path
+
+    if not ticket_path(DEFAULT_PD_PORT).exists():
+        retire_ticket(DEFAULT_PD_PORT)
+
+
 def launcher_text(prefix: Path) -> str:
     return (f"#!/bin/sh\n{LAUNCHER_MARK} (removed by install.sh --uninstall)\n"
             f"export PDBRIDGE_ENVS='{prefix / 'envs'}'\n"
@@ -309,6 +319,7 @@ def install(layout: Layout, variant: str, run_doctor: bool) -> int:
     say("ok", f"Pd's search path ({layout.pdsettings}) {'now has' if added else 'has'} {folder}: "
               "[pdbridge.*] objects are found from any patch, the help patches are in Help -> Browser, "
               "and the hub starts with Pd's GUI")
+    _ticket_for_pd()
     wrote = write_if_changed(layout.launcher, launcher_text(layout.prefix), 0o755)
     say("ok", f"launcher {layout.launcher}{' written' if wrote else ''}")
     if str(layout.launcher.parent) not in os.environ.get("PATH", "").split(os.pathsep):
