@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import io
 import json
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 from typing import Iterator, Optional
@@ -19,58 +17,13 @@ import pytest
 
 from pdbridge import models
 from pdbridge.config import PROJECT_ROOT, project_env
-
-
-class Files(http.server.ThreadingHTTPServer):
-    """Serves ``files`` by path with Range support; ``cut_after[path]`` bytes end a response early
-    once (the connection drops mid-file, as a lab network does)."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.files: dict[str, bytes] = {}
-        self.cut_after: dict[str, int] = {}
-        self.ranges: list[Optional[str]] = []
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: Files
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = self.path.split("&pageToken")[0]
-        data = self.server.files.get(path)
-        if data is None:
-            self.send_error(404)
-            return
-        self.server.ranges.append(self.headers.get("Range"))
-        start = int(self.headers["Range"][6:-1]) if self.headers.get("Range") else 0
-        if start >= len(data) > 0:
-            self.send_error(416)
-            return
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        body = data[start:]
-        cut = self.server.cut_after.pop(path, None)
-        self.wfile.write(body[:cut] if cut is not None else body)
-        if cut is not None:
-            self.wfile.flush()
-            self.close_connection = True
-
-    def log_message(self, *args: object) -> None:
-        pass
+from fileserver import Files, serving
 
 
 @pytest.fixture
 def server() -> Iterator[Files]:
-    s = Files()
-    t = threading.Thread(target=s.serve_forever, daemon=True)
-    t.start()
-    yield s
-    s.shutdown()
-    s.server_close()
+    with serving() as s:
+        yield s
 
 
 def entry(url: str, **kw: object) -> models.Entry:
