@@ -247,21 +247,30 @@ def build(name: str, force: bool = False, variant: str = "auto", python: Optiona
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"environment {name}: building a {chosen} build ({why}) with Python {spec['python']} at "
           f"{found.path} ({found.how}) into {target}", flush=True)
-    subprocess.run([str(found.path), "-m", "venv", str(scratch)], check=True)
-    venv_python = scratch / "bin" / "python"
-    pins = scratch / "requirements.txt"
-    pins.write_text("\n".join(requirements(spec, chosen)) + "\n")
-    pip = [str(venv_python), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
-    subprocess.run([*pip, "--no-deps", *pip_index_args(spec, chosen), "-r", str(pins)], check=True)
-    for fixup in spec.get("fixups", []):
-        FIXUPS[fixup](venv_python)
-    subprocess.run([str(venv_python), "-c", "import zmq, numpy, soundfile"], check=True)
+    try:
+        _make_venv(found.path, scratch, spec, chosen)
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)  # a failed build leaves nothing half-made behind
+        sys.exit(f"build_env: building the {name} environment failed ({exc}); the output above says why")
     shutil.rmtree(target, ignore_errors=True)
     scratch.rename(target)
     _repoint_scripts(scratch, target)
     (target / STAMP).write_text(stamp + "\n")
     print(f"environment {name}: ready", flush=True)
     return target
+
+
+def _make_venv(python: Path, scratch: Path, spec: dict, variant: str) -> None:
+    """The venv in ``scratch``: the variant's pins with pip --no-deps, the fixups, an import check."""
+    subprocess.run([str(python), "-m", "venv", str(scratch)], check=True)
+    venv_python = scratch / "bin" / "python"
+    pins = scratch / "requirements.txt"
+    pins.write_text("\n".join(requirements(spec, variant)) + "\n")
+    pip = [str(venv_python), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
+    subprocess.run([*pip, "--no-deps", *pip_index_args(spec, variant), "-r", str(pins)], check=True)
+    for fixup in spec.get("fixups", []):
+        FIXUPS[fixup](venv_python)
+    subprocess.run([str(venv_python), "-c", "import zmq, numpy, soundfile"], check=True)
 
 
 def _repoint_scripts(old: Path, new: Path) -> None:

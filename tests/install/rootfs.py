@@ -57,6 +57,7 @@ class Root:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.mounts: list[Path] = []
+        _unmount_under(path)  # a crashed earlier run's mounts (this machine's wheel folders among them)
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         with tarfile.open(base_tarball()) as t:
@@ -65,13 +66,14 @@ class Root:
         self._mount("proc", "proc", "-t", "proc")
         self._mount("tmpfs", "dev/shm", "-t", "tmpfs")
         self._mount("tmpfs", "tmp", "-t", "tmpfs")
-        for conf in ("/etc/pip.conf",):
-            if Path(conf).exists():
+        for conf in ("/etc/pip.conf", "/etc/ssl/certs/ca-certificates.crt"):  # this machine's indexes and
+            if Path(conf).exists():                                           # the authorities it trusts
                 shutil.copy(conf, path / conf.lstrip("/"))
         for shared in self._pip_folders():
             self._mount(shared, shared.lstrip("/"), "--bind", "-o", "ro")
         pip_cache = cache_dir() / "pip-cache"
         pip_cache.mkdir(exist_ok=True)
+        pip_cache.chmod(0o1777)  # shared by root and the student, like /tmp
         self._mount(str(pip_cache), "var/cache/pip", "--bind")
         self.run(f"useradd --create-home --shell /bin/bash {USER}")
 
@@ -133,10 +135,20 @@ class Root:
                 except OSError:
                     continue
         time.sleep(0.5)
-        for where in reversed(self.mounts):
-            subprocess.run(["umount", "-l", str(where)], check=False)
-        mounted = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                   if line.split()[1].startswith(str(self.path))]
-        if mounted:
-            raise RuntimeError(f"still mounted, not deleting {self.path}: {mounted}")
+        _unmount_under(self.path)
         shutil.rmtree(self.path)
+
+
+def _mounted_under(path: Path) -> list[str]:
+    return [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+            if line.split()[1] == str(path) or line.split()[1].startswith(f"{path}/")]
+
+
+def _unmount_under(path: Path) -> None:
+    """Unmount everything below ``path``, deepest first; refuse to go on while anything stays
+    mounted, since deleting the root would then reach into the mounted folders."""
+    for where in sorted(_mounted_under(path), key=len, reverse=True):
+        subprocess.run(["umount", "-l", where], check=False)
+    left = _mounted_under(path)
+    if left:
+        raise RuntimeError(f"still mounted, not deleting {path}: {left}")
