@@ -279,19 +279,19 @@ def unregister_from_pd(path: Path, folder: Path, created: bool) -> None:
 # -- install / uninstall ----------------------------------------------------------------------------
 
 class Layout:
-    """Where a user install puts things (overridable for tests and for admins)."""
+    """Where a user install puts things (prefix and launcher folder overridable; ``home`` for tests)."""
 
-    def __init__(self, prefix: Path, bin_dir: Path) -> None:
-        from pdbridge.pd import PDSETTINGS
-
+    def __init__(self, prefix: Path, bin_dir: Path, home: Optional[Path] = None) -> None:
+        home = home or Path.home()
+        data_home = DATA_HOME if home == HOME else home / ".local" / "share"
         self.prefix = prefix
         self.app = prefix / "app"
         self.envs = prefix / "envs"
         self.manifest = prefix / "install-manifest.json"
         self.launcher = bin_dir / "pdbridge"
-        self.desktop = DATA_HOME / "applications" / "pdbridge.desktop"
-        self.pdsettings = PDSETTINGS
-        self.state = HOME / ".local" / "state" / "pdbridge"
+        self.desktop = data_home / "applications" / "pdbridge.desktop"
+        self.pdsettings = home / ".pdsettings"  # as pdbridge.pd.PDSETTINGS, for this home
+        self.state = home / ".local" / "state" / "pdbridge"
 
     def read_manifest(self) -> dict:
         try:

@@ -60,9 +60,9 @@ def check_pd_extras() -> tuple[str, str]:
     return OK, f"Pd's extra objects in {extra}"
 
 
-def registered_folder(settings: Path = PDSETTINGS) -> Optional[Path]:
+def registered_folder(settings: Optional[Path] = None) -> Optional[Path]:
     """The folder on this user's Pd search path that holds the pdbridge abstractions, if any."""
-    for path in search_paths(read_pdsettings(settings)):
+    for path in search_paths(read_pdsettings(settings or PDSETTINGS)):
         if (Path(path).expanduser() / "pdbridge.conn.pd").exists():
             return Path(path).expanduser()
     return None
