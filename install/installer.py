@@ -39,7 +39,7 @@ APP_PARTS = ("pdbridge", "pdwire", "workers", "pd_patches", "environment", "inst
 """What of the project a user install needs (not the tests, benchmarks or caches)."""
 APT_PACKAGES = ("puredata-core", "puredata-gui", "puredata-extra", "python3-venv")
 PLUGIN = "pdbridge-plugin.tcl"
-INSTALLED = ("app", "envs", "tools", "python", "install-manifest.json")
+INSTALLED = ("app", "envs", "tools", "python", "cache", "install-manifest.json")
 """What the installer makes in $PREFIX; --uninstall removes these and leaves anything else there."""
 LAUNCHER_MARK = "# pdbridge launcher, written by install/install.sh"
 DESKTOP_MARK = "X-pdbridge-installer=true"
@@ -225,8 +225,13 @@ def _ticket_for_pd() -> None:
 
 
 def launcher_text(prefix: Path) -> str:
+    """The ``pdbridge`` command: the installed code with its environments. The libraries' own caches
+    and settings (Keras writes ~/.keras, matplotlib and others ~/.cache) go into the prefix, so
+    what pdbridge's processes leave in the home goes with --uninstall too."""
+    cache = prefix / "cache"
     return (f"#!/bin/sh\n{LAUNCHER_MARK} (removed by install.sh --uninstall)\n"
             f"export PDBRIDGE_ENVS='{prefix / 'envs'}'\n"
+            f"export XDG_CACHE_HOME='{cache}' KERAS_HOME='{cache / 'keras'}' MPLCONFIGDIR='{cache / 'matplotlib'}'\n"
             f"export PYTHONPATH='{prefix / 'app'}'${{PYTHONPATH:+:$PYTHONPATH}}\n"
             f"exec '{prefix / 'envs' / 'core' / 'bin' / 'python'}' -m pdbridge \"$@\"\n")
 
@@ -292,6 +297,7 @@ class Layout:
         self.desktop = data_home / "applications" / "pdbridge.desktop"
         self.pdsettings = home / ".pdsettings"  # as pdbridge.pd.PDSETTINGS, for this home
         self.state = home / ".local" / "state" / "pdbridge"
+        self.home = home
 
     def read_manifest(self) -> dict:
         try:
@@ -303,8 +309,22 @@ class Layout:
         write_if_changed(self.manifest, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
+def note_new_folders(manifest: dict, home: Path, *paths: Path) -> None:
+    """Record the folders (up to ``home``) that are about to be made for ``paths``, so that
+    --uninstall removes those it made (when empty) and no folder that was there before."""
+    made = manifest.setdefault("made_folders", [])
+    for path in paths:
+        for folder in [path, *path.parents]:
+            if folder == home or home not in folder.parents or folder.exists():
+                break
+            if str(folder) not in made:
+                made.append(str(folder))
+
+
 def install(layout: Layout, variant: str, run_doctor: bool) -> int:
     manifest = layout.read_manifest()
+    note_new_folders(manifest, layout.home, layout.prefix, layout.launcher.parent, layout.desktop.parent,
+                     layout.state)
     ok = ensure_pd(manifest)
     layout.prefix.mkdir(parents=True, exist_ok=True)
     layout.write_manifest(manifest)
@@ -363,6 +383,11 @@ def uninstall(layout: Layout) -> int:
     if not kept:
         layout.prefix.rmdir()
     _remove_runtime_state(layout.state)
+    for folder in sorted(manifest.get("made_folders", []), key=len, reverse=True):
+        try:
+            Path(folder).rmdir()  # only when empty: what someone else put there stays
+        except OSError:
+            pass
     say("ok", f"removed pdbridge from {layout.prefix}, {launcher}, {desktop} and Pd's search path")
     for path in kept:
         say("--", f"kept {path}: not the installer's (models you fetched, your files); rm -r it to delete it")

@@ -63,6 +63,8 @@ class Root:
         with tarfile.open(base_tarball()) as t:
             t.extractall(path, filter="fully_trusted")  # our own debootstrap: devices and owners as made
         shutil.copy("/etc/resolv.conf", path / "etc" / "resolv.conf")
+        (path / "etc" / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")  # Pd's GUI
+        # connects to Pd through localhost; debootstrap leaves /etc/hosts to the installer of a system
         self._mount("proc", "proc", "-t", "proc")
         self._mount("tmpfs", "dev/shm", "-t", "tmpfs")
         self._mount("tmpfs", "tmp", "-t", "tmpfs")
@@ -75,7 +77,7 @@ class Root:
         pip_cache.mkdir(exist_ok=True)
         pip_cache.chmod(0o1777)  # shared by root and the student, like /tmp
         self._mount(str(pip_cache), "var/cache/pip", "--bind")
-        self.run(f"useradd --create-home --shell /bin/bash {USER}")
+        self.run(f"useradd --create-home --shell /bin/bash {USER}", user="root")
 
     @staticmethod
     def _pip_folders() -> list[str]:
@@ -107,9 +109,10 @@ class Root:
             subprocess.run(["patchelf", "--set-rpath", "$ORIGIN/../lib", str(binary)], check=True)
         (self.path / "usr/local/bin/python3.10").symlink_to(f"{PYTHON_310}/bin/python3.10")
 
-    def run(self, command: str, user: str = "root", timeout: float = 1800, env: Optional[dict[str, str]] = None,
+    def run(self, command: str, user: str = USER, timeout: float = 1800, env: Optional[dict[str, str]] = None,
             check: bool = True) -> subprocess.CompletedProcess:
-        """``bash -lc command`` inside the root, as ``user`` with a clean login environment."""
+        """``bash -c command`` inside the root, as ``user`` (the student unless said) with a clean
+        login environment."""
         home = "/root" if user == "root" else f"/home/{user}"
         base = {"HOME": home, "USER": user, "LANG": "C.UTF-8", "PATH": f"{home}/.local/bin:/usr/local/sbin:"
                 "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "PIP_CACHE_DIR": "/var/cache/pip",

@@ -82,7 +82,7 @@ def root() -> Iterator[Root]:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         if (PROJECT_ROOT / name).is_file():
             shutil.copy2(PROJECT_ROOT / name, dest / name)
-    r.run(f"chown -R {USER}:{USER} {SRC}")
+    r.run(f"chown -R {USER}:{USER} {SRC}", user="root")
     try:
         yield r
     finally:
@@ -241,4 +241,5 @@ def test_uninstall_leaves_the_home_as_it_was(root: Root, before: dict[str, str])
     out = timed(root, "install.sh --uninstall", f"{SRC}/install/install.sh --uninstall").stdout
     assert "removed pdbridge" in out
     after = home_tree(root)
-    assert after == before, {"left": sorted(set(after) - set(before)), "gone": sorted(set(before) - set(after))}
+    left, gone = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+    assert not left and not gone, f"left behind: {left}; gone: {gone}"

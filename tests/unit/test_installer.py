@@ -67,10 +67,14 @@ def test_code_is_copied_only_where_it_differs(tmp_path: Path) -> None:
 def test_uninstall_removes_what_the_manifest_names_and_nothing_else(tmp_path: Path) -> None:
     home = tmp_path / "home"
     layout = installer.Layout(home / ".local/share/pdbridge", home / ".local/bin", home=home)
+    home.mkdir()
+    manifest: dict = {}
+    installer.note_new_folders(manifest, home, layout.prefix, layout.launcher.parent, layout.desktop.parent,
+                               layout.state)
+    assert str(home / ".local") in manifest["made_folders"] and str(home) not in manifest["made_folders"]
     for sub in ("app/pd_patches", "envs/core", "models/all_instruments"):
         (layout.prefix / sub).mkdir(parents=True)
     layout.pdsettings.write_text(THEIRS)
-    manifest: dict = {}
     installer.register_with_pd(layout.pdsettings, layout.app / "pd_patches", manifest)
     installer.write_if_changed(layout.launcher, installer.launcher_text(layout.prefix), 0o755)
     installer.write_if_changed(layout.desktop, installer.desktop_text(layout.app))
@@ -87,6 +91,8 @@ def test_uninstall_removes_what_the_manifest_names_and_nothing_else(tmp_path: Pa
     assert not layout.launcher.exists() and not layout.desktop.exists() and other.exists()
     assert layout.pdsettings.read_text() == THEIRS
     assert sorted(p.name for p in layout.state.iterdir()) == ["jobs"]  # a training run stays too
+    assert not (home / ".local/bin").exists()  # made by the installer, empty now
+    assert (home / ".local/share/applications").exists()  # someone else's file is in it
 
 
 def test_a_launcher_someone_else_wrote_is_left_alone(tmp_path: Path) -> None:
