@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+sys.dont_write_bytecode = True  # the student's clone stays as it was cloned (no __pycache__ from us)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # pdbridge.pd (finding Pd, reading its preferences) once on Python 3.11
 HOME = Path.home()
@@ -379,6 +380,9 @@ def uninstall(layout: Layout) -> int:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    for child in layout.prefix.iterdir():
+        if child.is_dir() and not any(child.iterdir()):
+            child.rmdir()  # e.g. a models folder whose downloads were all removed
     kept = sorted(layout.prefix.iterdir())
     if not kept:
         layout.prefix.rmdir()

@@ -2,7 +2,7 @@
 # patch), start the pdbridge hub that [pdbridge.*] objects talk to, and keep it while this GUI runs.
 # Pd loads every *-plugin.tcl in a folder on its search path; install/install.sh puts this file in
 # the registered pdbridge folder with the launcher's path filled in, the deken package as it is.
-# See pdbridge/autostart.py and docs/architecture.md ("Starting the hub").
+# See pdbridge/autostart.py and docs/install.md (why a plugin, not a systemd socket unit).
 
 namespace eval ::pdbridge_plugin {
     variable launcher {@LAUNCHER@}

@@ -8,7 +8,7 @@ so no hub and no multi-GB model worker is left running after the student closes 
 only adds its GUI to the keeper's list. A hub someone started by hand (``pdbridge serve``,
 ``pdbridge open``) is left alone.
 
-Why a GUI plugin and not a systemd socket unit: see docs/architecture.md ("Starting the hub").
+Why a GUI plugin and not a systemd socket unit, with the measurements: docs/install.md.
 Nothing here widens who can talk to the hub: the keeper, the hub and the plugin all run as the
 user, and the hub keeps its per-run ticket (mode 600) exactly as when started by hand.
 """

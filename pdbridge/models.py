@@ -106,6 +106,10 @@ class Manifest:
             return cls(folder)
 
     def write(self) -> None:
+        """Save it; with nothing left installed, the file goes (an empty folder is no one's)."""
+        if not self.entries:
+            (self.folder / MANIFEST).unlink(missing_ok=True)
+            return
         tmp = self.folder / f".{MANIFEST}.tmp"
         tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
         tmp.replace(self.folder / MANIFEST)
