@@ -40,7 +40,7 @@ APP_PARTS = ("pdbridge", "pdwire", "workers", "pd_patches", "environment", "inst
 """What of the project a user install needs (not the tests, benchmarks or caches)."""
 APT_PACKAGES = ("puredata-core", "puredata-gui", "puredata-extra", "python3-venv")
 PLUGIN = "pdbridge-plugin.tcl"
-INSTALLED = ("app", "envs", "tools", "python", "cache", "install-manifest.json")
+INSTALLED = ("app", "pd", "envs", "tools", "python", "cache", "install-manifest.json")
 """What the installer makes in $PREFIX; --uninstall removes these and leaves anything else there."""
 LAUNCHER_MARK = "# pdbridge launcher, written by install/install.sh"
 DESKTOP_MARK = "X-pdbridge-installer=true"
@@ -237,11 +237,11 @@ def launcher_text(prefix: Path) -> str:
             f"exec '{prefix / 'envs' / 'core' / 'bin' / 'python'}' -m pdbridge \"$@\"\n")
 
 
-def desktop_text(app: Path) -> str:
+def desktop_text(pd_folder: Path) -> str:
     pd = shutil.which("pd") or "pd"
     return ("[Desktop Entry]\nType=Application\nName=pdbridge (Pure Data)\n"
             "Comment=Pure Data with the pdbridge model objects: opens the bridge's first-sound patch\n"
-            f"Exec={pd} {app / 'pd_patches' / 'pdbridge.diagnostics-help.pd'}\n"
+            f"Exec={pd} {pd_folder / 'pdbridge.diagnostics-help.pd'}\n"
             "Icon=puredata\nTerminal=false\nCategories=AudioVideo;Audio;\n"
             f"{DESKTOP_MARK}\n")
 
@@ -292,6 +292,9 @@ class Layout:
         data_home = DATA_HOME if home == HOME else home / ".local" / "share"
         self.prefix = prefix
         self.app = prefix / "app"
+        self.pd_folder = prefix / "pd" / "pdbridge"
+        """What Pd's search path gets: a link to app/pd_patches named so that Help -> Browser lists
+        the help patches under "pdbridge/" (it shows each search path folder by its name)."""
         self.envs = prefix / "envs"
         self.manifest = prefix / "install-manifest.json"
         self.launcher = bin_dir / "pdbridge"
@@ -335,7 +338,10 @@ def install(layout: Layout, variant: str, run_doctor: bool) -> int:
     os.environ["PDBRIDGE_ENVS"] = str(layout.envs)  # read by build_env at import
     sys.path.insert(0, str(layout.app / "install"))
     ok = build_envs(layout.app, layout.prefix, variant) and ok
-    folder = layout.app / "pd_patches"
+    folder = layout.pd_folder
+    if not folder.is_symlink():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.symlink_to(layout.app / "pd_patches")
     added = register_with_pd(layout.pdsettings, folder, manifest)
     say("ok", f"Pd's search path ({layout.pdsettings}) {'now has' if added else 'has'} {folder}: "
               "[pdbridge.*] objects are found from any patch, the help patches are in Help -> Browser, "
@@ -345,7 +351,7 @@ def install(layout: Layout, variant: str, run_doctor: bool) -> int:
     say("ok", f"launcher {layout.launcher}{' written' if wrote else ''}")
     if str(layout.launcher.parent) not in os.environ.get("PATH", "").split(os.pathsep):
         say("--", f"{layout.launcher.parent} is not on your PATH: log in again, or run {layout.launcher} directly")
-    wrote = write_if_changed(layout.desktop, desktop_text(layout.app))
+    wrote = write_if_changed(layout.desktop, desktop_text(layout.pd_folder))
     say("ok", f"desktop entry {layout.desktop}{' written' if wrote else ''}")
     manifest.update(launcher=str(layout.launcher), desktop=str(layout.desktop), pdsettings=str(layout.pdsettings),
                     registered=str(folder))

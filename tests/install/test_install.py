@@ -124,7 +124,7 @@ def test_the_second_run_finishes_with_doctor_all_ok(root: Root) -> None:
     assert "FAIL" not in out, out
     doctor = out.split("$ pdbridge doctor", 1)[1]
     for piece in ("Pd 0.53", "Pd's GUI at /usr/lib/puredata/tcl/pd-gui.tcl", "Pd's extra objects in",
-                  f"Pd finds the pdbridge objects in {PREFIX}/app/pd_patches", "hub starts with Pd's GUI",
+                  f"Pd finds the pdbridge objects in {PREFIX}/pd/pdbridge", "hub starts with Pd's GUI",
                   "pdbridge command:", "environment core", "environment tf", "environment torch",
                   "worker gansynth: imports", "worker rave: imports", "worker samplernn: imports"):
         assert re.search(rf"^ok   {re.escape(piece)}", doctor, re.M), (piece, doctor)

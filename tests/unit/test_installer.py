@@ -72,17 +72,18 @@ def test_uninstall_removes_what_the_manifest_names_and_nothing_else(tmp_path: Pa
     installer.note_new_folders(manifest, home, layout.prefix, layout.launcher.parent, layout.desktop.parent,
                                layout.state)
     assert str(home / ".local") in manifest["made_folders"] and str(home) not in manifest["made_folders"]
-    for sub in ("app/pd_patches", "envs/core", "models/all_instruments"):
+    for sub in ("app/pd_patches", "envs/core", "models/all_instruments", "pd"):
         (layout.prefix / sub).mkdir(parents=True)
+    layout.pd_folder.symlink_to(layout.app / "pd_patches")
     layout.pdsettings.write_text(THEIRS)
-    installer.register_with_pd(layout.pdsettings, layout.app / "pd_patches", manifest)
+    installer.register_with_pd(layout.pdsettings, layout.pd_folder, manifest)
     installer.write_if_changed(layout.launcher, installer.launcher_text(layout.prefix), 0o755)
-    installer.write_if_changed(layout.desktop, installer.desktop_text(layout.app))
+    installer.write_if_changed(layout.desktop, installer.desktop_text(layout.pd_folder))
     (layout.state / "logs").mkdir(parents=True)
     (layout.state / "hub-41750.txt").write_text("state down;\n")
     (layout.state / "jobs" / "train-1").mkdir(parents=True)
     manifest.update(launcher=str(layout.launcher), desktop=str(layout.desktop), pdsettings=str(layout.pdsettings),
-                    registered=str(layout.app / "pd_patches"))
+                    registered=str(layout.pd_folder))
     layout.write_manifest(manifest)
     other = home / ".local/share/applications/other.desktop"
     other.write_text("[Desktop Entry]\n")
