@@ -1,7 +1,7 @@
 # pdbridge, for developers: two commands set up a fresh machine (students use install/install.sh).
 #   make demo   install what is missing, render a short sound from every model through real Pd
 #   make test   install what is missing, run every test
-#   make test-install   the installer in a clean Debian 12 root (root, ~10 min; see tests/install)
+#   make test-install   the installer in a clean Debian 12 root (root, 8-16 min; see docs/install.md)
 #   make dist   the deken packages in dist/
 # Environments live in .cache/envs/<name> (this Makefile owns .cache/); each is rebuilt only when
 # its lock file changes. See docs/architecture.md.
