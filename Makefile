@@ -1,6 +1,8 @@
-# pdbridge: two commands set up a fresh machine.
+# pdbridge, for developers: two commands set up a fresh machine (students use install/install.sh).
 #   make demo   install what is missing, render a short sound from every model through real Pd
 #   make test   install what is missing, run every test
+#   make test-install   the installer in a clean Debian 12 root (root, 8-16 min; see docs/install.md)
+#   make dist   the deken packages in dist/
 # Environments live in .cache/envs/<name> (this Makefile owns .cache/); each is rebuilt only when
 # its lock file changes. See docs/architecture.md.
 
@@ -13,7 +15,7 @@ TF := $(ENVS)/tf/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_FLAGS ?= -q
 
-.PHONY: demo test test-core test-torch test-tf test-reliability bench bench-ddsp doctor screenshots pd envs env-core env-torch env-tf clean-envs
+.PHONY: demo test test-core test-torch test-tf test-reliability test-install dist bench bench-ddsp doctor screenshots pd envs env-core env-torch env-tf clean-envs
 
 demo: pd envs
 	$(CORE) -m pdbridge demo --out demo-output
@@ -37,6 +39,19 @@ test-tf: pd env-core env-tf
 # and 1 000 malformed ZeroMQ frames, 4 Pd x 500 mixed requests; prints its figures (FIGURE lines).
 test-reliability: pd env-core
 	$(CORE) -m pytest -q -s tests/reliability
+
+# install/install.sh in a clean Debian 12 root made with debootstrap (needs root): a student without
+# Pd, the admin's --system, doctor all ok, a fast no-op re-run, headless demo, Pd's GUI under Xvfb
+# (screenshot in .cache/test-install/), models fetch resume/refusal, doctor's FAIL lines, uninstall.
+# Prints a FIGURE line per step. The root and a pip cache are kept in /var/tmp/pdbridge-test-install.
+test-install: env-core
+	@command -v debootstrap >/dev/null && command -v patchelf >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends debootstrap patchelf; }
+	$(CORE) -m pytest -q -s tests/install
+
+# Deken packages of the abstractions (pdbridge[vX.Y.Z].dek, .dek.txt, Sources, .sha256) in dist/.
+dist:
+	$(PYTHON) install/make_dist.py --out dist
 
 bench: pd envs
 	$(CORE) bench/bridge.py

@@ -1,4 +1,4 @@
-"""The ``pdbridge`` command: serve, open, worker, jobs, doctor, demo, ganspace."""
+"""The ``pdbridge`` command: serve, open, worker, jobs, models, autostart, doctor, demo, ganspace."""
 from __future__ import annotations
 
 import argparse
@@ -166,6 +166,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor()
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """Official checkpoints: what is installed and fetchable, fetch (resumable, checked), remove."""
+    from .models import run
+
+    return run(args.action, args.names, force=args.force)
+
+
+def cmd_autostart(args: argparse.Namespace) -> int:
+    """What the Pd GUI plugin runs when Pd's GUI starts: keep a hub running while that GUI runs."""
+    from .autostart import run_autostart
+
+    return run_autostart(args.port, args.gui_pid)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -210,6 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("ganspace_args", nargs=argparse.REMAINDER, help="see `pdbridge ganspace --help`")
     p.set_defaults(func=cmd_ganspace)
+
+    p = sub.add_parser("models", help="official checkpoints: list, fetch NAME (objects then load NAME), remove NAME")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "fetch", "remove"))
+    p.add_argument("names", nargs="*", help="short names, as `pdbridge models list` shows them")
+    p.add_argument("--force", action="store_true", help="fetch again even if installed")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("autostart", help="keep a hub running while a Pd GUI runs (the installer's Pd plugin "
+                                         "runs this)")
+    p.add_argument("--gui-pid", type=int, required=True, help="the Pd GUI process to follow")
+    p.add_argument("--port", type=int, default=DEFAULT_PD_PORT)
+    p.set_defaults(func=cmd_autostart)
 
     p = sub.add_parser("doctor", help="check Pd, the environments, the workers and the GPU")
     p.set_defaults(func=cmd_doctor)

@@ -31,6 +31,52 @@ def find_pd() -> Optional[Path]:
     return None
 
 
+PDSETTINGS = Path.home() / ".pdsettings"
+"""Where Pd on Linux keeps a user's preferences, the search path among them."""
+
+
+def gui_and_extras(pd: Path) -> tuple[Optional[Path], Optional[Path]]:
+    """Pd's GUI script (pd-gui.tcl, Debian's puredata-gui) and extras folder (puredata-extra) for
+    the Pd at ``pd``; None for what is missing. Without the GUI, ``pd`` cannot open a patch window."""
+    prefix = Path(os.path.realpath(pd)).parent.parent
+    gui = extra = None
+    for lib in (prefix / "lib" / "puredata", prefix / "lib" / "pd"):
+        if gui is None and (lib / "tcl" / "pd-gui.tcl").exists():
+            gui = lib / "tcl" / "pd-gui.tcl"
+        if extra is None and (lib / "extra" / "bob~").is_dir():
+            extra = lib / "extra"
+    return gui, extra
+
+
+def read_pdsettings(path: Path) -> list[tuple[str, str]]:
+    """A ``.pdsettings`` file as (key, value) pairs in file order; empty when there is none."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    pairs = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def search_paths(pairs: list[tuple[str, str]]) -> list[str]:
+    """The search path in Pd's order, read as Pd reads it: path1, path2, ... up to npath or a gap."""
+    values = dict(pairs)
+    try:
+        limit = int(values.get("npath", "1000000"))
+    except ValueError:
+        limit = 0
+    paths = []
+    for i in range(1, limit + 1):
+        if f"path{i}" not in values:
+            break
+        paths.append(values[f"path{i}"])
+    return paths
+
+
 def pd_version(pd: Path) -> Optional[tuple[int, int, int]]:
     """(0, 53, 1) from ``pd -version``; None if Pd does not run."""
     try:

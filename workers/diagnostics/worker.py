@@ -14,6 +14,7 @@ import time
 import soundfile
 
 from workers.runtime import PdError, Request, Worker, integer, number, sample_rate, symbol
+from workers.runtime.checkpoints import find_checkpoint
 from workers.runtime.jobs import register_job_messages, start_job
 
 from .signals import noise, sine
@@ -93,7 +94,7 @@ def echo(req: Request) -> None:
 def load(req: Request) -> None:
     if not req.args:
         raise req.usage()
-    path = req.existing_path(req.args[0], "sound file")
+    path = find_checkpoint(req, req.args[0], "sound file", suffixes=(".wav",))
     try:
         samples, sr = soundfile.read(path, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as exc:

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from workers.runtime import PdError, Request, Worker, integer, number, symbol  # noqa: E402
 from workers.runtime.args import Value  # noqa: E402
 from workers.runtime.cache import path_key  # noqa: E402
+from workers.runtime.checkpoints import find_checkpoint  # noqa: E402
 
 
 
@@ -88,7 +89,7 @@ def _z(req: Request, model: GANSynth, names: Sequence[str], also: Sequence[str] 
 def load(req: Request) -> None:
     if not req.args:
         raise req.usage()
-    path = req.existing_path(req.args[0], "GANSynth checkpoint folder").resolve()
+    path = find_checkpoint(req, req.args[0], "GANSynth checkpoint folder").resolve()
     batch = integer(req.args[1], "batch size") if len(req.args) > 1 else DEFAULT_BATCH
     if not 1 <= batch <= 256:
         raise PdError(f"batch size must be between 1 and 256, got {batch}")

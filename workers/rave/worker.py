@@ -12,6 +12,7 @@ import numpy as np
 
 from workers.runtime import Options, PdError, Request, Worker, integer, number, sample_rate, symbol
 from workers.runtime.args import Value
+from workers.runtime.checkpoints import find_checkpoint
 from workers.runtime.device import torch_cuda_available
 
 from .model import LatentEdits, RaveExportError, RaveModel
@@ -80,9 +81,7 @@ def load(req: Request) -> None:
     opts = req.options(known={"sr"})
     if not opts.positional:
         raise req.usage()
-    path = req.resolve_path(opts.positional[0])
-    if not path.exists() and path.with_name(path.name + ".ts").exists():
-        path = path.with_name(path.name + ".ts")  # nn~ lets you leave out the .ts too
+    path = find_checkpoint(req, opts.positional[0], "RAVE export", suffixes=(".ts",))  # nn~ lets you leave out .ts
     model = RaveModel.load(path, device=req.device, sample_rate=_rate(opts))  # a failure keeps the old one
     req.state["model"] = model
     req.state["edits"] = LatentEdits()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from workers.runtime import Env, PdError, Request, Worker, integer, number, number_or_env, sample_rate, symbol
+from workers.runtime.checkpoints import find_checkpoint
 from workers.runtime.device import torch_cuda_available
 from workers.runtime.resample import resample
 
@@ -40,7 +41,7 @@ def _loaded(req: Request) -> tuple[LoadedModel, Sampler]:
                 help="a pdbridge or PRiSM SampleRNN checkpoint; replies loaded <num_seqs> <sr>", timeout=600)
 def load(req: Request) -> None:
     opts = req.options(known=LOAD_OPTIONS)
-    ckpt = req.existing_path(opts.require("ckpt_dir", symbol), "checkpoint folder")
+    ckpt = find_checkpoint(req, opts.require("ckpt_dir", symbol), "checkpoint folder")
     config = opts.get("config", symbol, None)
     config_path = req.existing_path(config, "config file") if config is not None else None
     num_seqs = opts.get("num_seqs", integer, 1)

@@ -1,0 +1,52 @@
+"""Official checkpoints by short name: ``load all_instruments`` finds the one ``pdbridge models fetch``
+put in the models folder.
+
+A load message's argument is first a path as the student wrote it (relative to the patch, ``~``, or
+absolute), as itself or with one of the worker's file suffixes (``vintage`` -> ``vintage.ts``, as nn~
+allows): when that exists it always wins, so a folder of their own is never shadowed by a fetched one
+of the same name. Only a bare name (no ``/``) that is not there is looked up in the models folder,
+the same two ways. The folder is ``$PDBRIDGE_MODELS``, else ``$XDG_DATA_HOME/pdbridge/models``
+(``~/.local/share/pdbridge/models``); workers inherit the hub's environment, so both sides agree.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, Sequence, Union
+
+from .errors import PdError
+
+MODELS_ENV = "PDBRIDGE_MODELS"
+
+
+class PathResolver(Protocol):
+    """What this module needs of a request (:class:`workers.runtime.request.Request` has it)."""
+
+    def resolve_path(self, path: Union[str, float]) -> Path: ...
+
+
+def models_folder() -> Path:
+    """Where fetched checkpoints live: one entry (a folder, or a file with its suffix) per short name."""
+    explicit = os.environ.get(MODELS_ENV)
+    if explicit:
+        return Path(os.path.expanduser(explicit))
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "pdbridge" / "models"
+
+
+def find_checkpoint(req: PathResolver, name: Union[str, float], what: str, suffixes: Sequence[str] = ()) -> Path:
+    """The checkpoint ``name`` means: the path as given when it exists, else a fetched one by short
+    name; a :class:`PdError` naming both places (and the fetch command) when neither exists."""
+    path = req.resolve_path(name)
+    text = str(name)
+    places = [path.parent] if "/" in text or text.startswith("~") else [path.parent, models_folder()]
+    for place in places:
+        for candidate in (place / path.name, *(place / (path.name + suffix) for suffix in suffixes)):
+            if candidate.exists():
+                return candidate
+    if len(places) == 1:
+        raise PdError(f"{what} not found: {path}")
+    folder = places[1]
+    raise PdError(f"{what} not found: {path}, and no model called {text} in {folder} "
+                  f"(pdbridge models list shows what can be fetched)")
+
