@@ -12,7 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
+from pdwire.folders import models_folder
+
 from .config import PROJECT_ROOT, WorkerConfig, load_config, project_env
+from .models import Manifest
 from .pd import MIN_VERSION, PATCH_DIR, PDSETTINGS, find_pd, gui_and_extras, pd_version, read_pdsettings, search_paths
 from .ticket import DEFAULT_PD_PORT, read_ticket, ticket_path
 
@@ -98,9 +101,6 @@ def check_launcher() -> tuple[str, str]:
 
 
 def check_models() -> tuple[str, str]:
-    from .models import Manifest
-    from workers.runtime.checkpoints import models_folder
-
     folder = models_folder()
     names = sorted(Manifest.read(folder).entries)
     if not names:

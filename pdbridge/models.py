@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional, TextIO
 
-from workers.runtime.checkpoints import models_folder
+from pdwire.folders import models_folder
 
 try:
     import tomllib

@@ -8,7 +8,6 @@ autotune]``); named options do the same without the course's order.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import workers.ddsp  # noqa: E402,F401  TensorFlow imported quietly, ddsp import
 from workers.runtime import PdError, Request, Worker, integer, number, sample_rate, symbol  # noqa: E402
 from workers.runtime.args import Options  # noqa: E402
 from workers.runtime.cache import content_key, path_key  # noqa: E402
+from workers.runtime.checkpoints import find_checkpoint  # noqa: E402
 from workers.runtime.resample import resample  # noqa: E402
 
 from . import features as feats  # noqa: E402
@@ -32,9 +32,6 @@ from .model import Instrument, ModelError, load as load_model  # noqa: E402
 
 worker = Worker("ddsp", user_errors=(ModelError, pitch.PitchError), load_hint="load <model folder or name>")
 
-MODELS_ENV = "PDBRIDGE_DDSP_MODELS"
-DEFAULT_MODELS = Path("~/.local/share/pdbridge/ddsp-models")
-"""Where a short model name (``violin``) is looked up when the patch's folder has no such folder."""
 DEFAULT_IN_SR = 44100.0
 NORMALIZE_PEAK = 0.9
 RUN_OPTIONS = {"octave", "confidence", "loudness", "autotune", "quiet", "adjust", "sr", "out_sr", "tracker",
@@ -44,22 +41,9 @@ COURSE_ORDER = ("octave", "confidence", "loudness", "sr", "out_sr", "adjust", "q
 MAX_SECONDS = 600
 
 
-def models_folder() -> Path:
-    return Path(os.path.expanduser(os.environ.get(MODELS_ENV, str(DEFAULT_MODELS))))
-
-
 def _find_model(req: Request, name: object) -> Path:
-    """A model folder relative to the patch, else a short name in the models folder."""
-    path = req.resolve_path(name)  # type: ignore[arg-type]
-    if path.exists():
-        return path.resolve()
-    text = symbol(name, "model")  # type: ignore[arg-type]
-    if "/" not in text:
-        candidate = models_folder() / text
-        if candidate.exists():
-            return candidate.resolve()
-    raise PdError(f"DDSP model not found: {path} (nor {models_folder() / text}; set ${MODELS_ENV} for another "
-                  "models folder)")
+    """A model folder beside the patch, else one ``pdbridge models fetch`` put in the models folder."""
+    return find_checkpoint(req, symbol(name, "model"), "DDSP model").resolve()  # type: ignore[arg-type]
 
 
 def _instrument(req: Request, path: Path) -> Instrument:

@@ -25,6 +25,7 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 from workers.runtime import PdError, Request, Worker, integer, number, symbol  # noqa: E402
 from workers.runtime.args import Options, Value  # noqa: E402
 from workers.runtime.cache import path_key  # noqa: E402
+from workers.runtime.checkpoints import find_checkpoint  # noqa: E402
 
 from .model import Answer, MelodyModel, ModelError  # noqa: E402
 from .phrase import Phrase, estimate_qpm, primer, seconds  # noqa: E402
@@ -95,7 +96,7 @@ def load(req: Request) -> None:
     opts = req.options(known={"config", "hparams"})
     if len(opts.positional) != 1:
         raise req.usage()
-    path = req.existing_path(opts.positional[0], "MelodyRNN bundle or run folder").resolve()
+    path = find_checkpoint(req, opts.positional[0], "MelodyRNN bundle or run folder", suffixes=(".mag",)).resolve()
     config = opts.get("config", symbol, None)
     hparams = opts.get("hparams", symbol, "")
     key = ("melody_rnn", path_key(path), config, hparams)  # retraining into the same folder is a new key

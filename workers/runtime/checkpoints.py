@@ -10,28 +10,20 @@ the same two ways. The folder is ``$PDBRIDGE_MODELS``, else ``$XDG_DATA_HOME/pdb
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol, Sequence, Union
 
+from pdwire.folders import MODELS_ENV, models_folder
+
 from .errors import PdError
 
-MODELS_ENV = "PDBRIDGE_MODELS"
+__all__ = ["MODELS_ENV", "PathResolver", "find_checkpoint", "models_folder"]
 
 
 class PathResolver(Protocol):
     """What this module needs of a request (:class:`workers.runtime.request.Request` has it)."""
 
     def resolve_path(self, path: Union[str, float]) -> Path: ...
-
-
-def models_folder() -> Path:
-    """Where fetched checkpoints live: one entry (a folder, or a file with its suffix) per short name."""
-    explicit = os.environ.get(MODELS_ENV)
-    if explicit:
-        return Path(os.path.expanduser(explicit))
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "pdbridge" / "models"
 
 
 def find_checkpoint(req: PathResolver, name: Union[str, float], what: str, suffixes: Sequence[str] = ()) -> Path:
