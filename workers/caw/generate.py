@@ -53,19 +53,20 @@ def run_scales(model: CAWModel, device: str, lengths: Sequence[int], noise: Nois
     return outputs
 
 
-def fresh_noise(model: CAWModel, device: str, rng: torch.Generator, amp_scale: float = 1.0) -> NoiseFor:
+def fresh_noise(model: CAWModel, device: str, rng: torch.Generator) -> NoiseFor:
     """New Gaussian noise times each scale's amplitude, padded: what makes a variation new."""
     pad = model.config.pad
 
     def noise(k: int, n: int) -> torch.Tensor:
-        z = torch.randn(1, 1, n, generator=rng) * (model.noise_amps[k] * amp_scale)
+        z = torch.randn(1, 1, n, generator=rng, device=rng.device) * model.noise_amps[k]
         return F.pad(z, (pad, pad)).to(device)
 
     return noise
 
 
-def generator_for(seed: Optional[int]) -> torch.Generator:
-    rng = torch.Generator()
+def generator_for(seed: Optional[int], device: str = "cpu") -> torch.Generator:
+    """Noise for one request: repeatable with a seed (on the CPU the same on every machine)."""
+    rng = torch.Generator(device=device)
     rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2 ** 62, (1,))))
     return rng
 
