@@ -24,7 +24,7 @@ test-core: pd env-core
 	$(CORE) -m pytest $(PYTEST_FLAGS) tests/unit tests/e2e
 
 test-torch: pd env-core env-torch
-	$(TORCH) -m pytest $(PYTEST_FLAGS) $(wildcard tests/workers/runtime tests/workers/samplernn tests/workers/rave)
+	$(TORCH) -m pytest $(PYTEST_FLAGS) $(wildcard tests/workers/runtime tests/workers/samplernn tests/workers/rave tests/workers/caw)
 
 test-tf: pd env-core env-tf
 	$(if $(wildcard tests/workers/gansynth),$(TF) -m pytest $(PYTEST_FLAGS) tests/workers/gansynth,@echo "no tf tests yet")

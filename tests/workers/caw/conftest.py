@@ -13,7 +13,7 @@ from workers.caw.train import config_from, start, train
 SR = 4000
 TINY = {"model_sr": SR, "seconds": 1.5, "layers": 6, "channels": 16, "seed": 7}
 """4 kHz, 1.5 s, 6 layers (receptive field 505 samples), 16 channels: four scales, 1600..4000 Hz."""
-EPOCHS = 120
+EPOCHS = 100
 
 
 def two_notes(seconds: float = 1.5, sr: int = SR) -> np.ndarray:
