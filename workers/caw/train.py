@@ -381,10 +381,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores but one)")
     p.add_argument("--detach", action="store_true", help="run in the background; follow with pdbridge jobs")
     args = p.parse_args(argv)
-    model_dir = args.model_dir.resolve()
+    here = Path(os.environ.get("PDBRIDGE_CWD") or os.getcwd())  # pdbridge train runs us from the checkout
+    model_dir, data = (here / args.model_dir).resolve(), (here / args.data).resolve()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
-        job = _job_for(model_dir, args.data.resolve(), device, args)
+        job = _job_for(model_dir, data, device, args)
     except (ConfigError, TrainingError, ModelFolderError, JobError, sf.LibsndfileError) as exc:
         print(f"pdbridge train caw: {exc}", file=sys.stderr)
         return 2
