@@ -44,6 +44,8 @@ DEMOS = [
          prepare="workers.rave.demo_model"),
     Demo("gansynth", "GANSynth: one note from a small random-weight model in the official checkpoint layout",
          prepare="workers.gansynth.demo_model"),
+    Demo("caw", "CAW: a 3 s variation from a small model trained here on a two-note clip",
+         prepare="workers.caw.demo_model"),
 ]
 
 
