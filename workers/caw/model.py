@@ -14,7 +14,7 @@ becomes a :class:`FrozenGenerator`: weight norm and BatchNorm folded into plain 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,51 @@ class WNConv1d(nn.Module):
         return self.weight_g * self.weight_v / self.weight_v.norm(dim=(1, 2), keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv1d(x, self.weight(), self.bias, padding=self.padding, dilation=self.dilation)
+        if self.weight_v.shape[-1] == 1:
+            return F.conv1d(x, self.weight(), self.bias)
+        return DilatedConv.apply(x, self.weight(), self.bias, self.dilation, self.padding)
+
+
+class DilatedConv(torch.autograd.Function):
+    """``F.conv1d`` with a faster gradient for its input.
+
+    Training spends much of its time in the convolutions' backward pass, and on CPUs the library's
+    input gradient of a dilated 1-D convolution is 2-3x slower than the same sum written as one
+    matrix product per filter tap (``dx[t + k d] += W_k^T dy[t]``). That form is used for ordinary
+    backward passes; when the backward pass is itself differentiated (the gradient penalty) the
+    library's differentiable operation is used. Results equal ``F.conv1d``'s up to rounding.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation: int,
+                padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.dilation, ctx.padding = dilation, padding
+        return F.conv1d(x, weight, bias, padding=padding, dilation=dilation)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
+        x, weight = ctx.saved_tensors
+        d, p = ctx.dilation, ctx.padding
+        want_x, want_w, want_b = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph: stay differentiable
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad, x, weight, [weight.shape[0]], [1], [p], [d], False, [0], 1, [want_x, want_w, want_b])
+            return gx, gw, gb, None, None
+        gx = None
+        if want_x:
+            gx = grad.new_zeros(x.shape[0], x.shape[1], x.shape[2] + 2 * p)
+            m = grad.shape[-1]
+            taps = weight.permute(2, 1, 0)  # (k, in, out)
+            for b in range(x.shape[0]):
+                for k in range(weight.shape[-1]):
+                    gx[b, :, k * d:k * d + m].addmm_(taps[k], grad[b])
+            gx = gx[..., p:gx.shape[-1] - p] if p else gx
+        gw = gb = None
+        if want_w or want_b:
+            _, gw, gb = torch.ops.aten.convolution_backward(
+                grad, x, weight, [weight.shape[0]], [1], [p], [d], False, [0], 1, [False, want_w, want_b])
+        return gx, gw, gb, None, None
 
 
 class ConvBlock(nn.Module):

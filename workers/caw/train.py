@@ -24,9 +24,10 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -182,17 +183,22 @@ class Trainer:
             state.optD.zero_grad(set_to_none=True)
             d_real = netD(real, holes).mean()
             (-d_real).backward()
-            fake = netG(noise + prev, prev)
-            d_fake = netD(fake.detach(), holes).mean()
+            with torch.no_grad(), unchanged_statistics(netG):
+                fake = netG(noise + prev, prev)
+            d_fake = netD(fake, holes).mean()
             d_fake.backward()
-            gp = gradient_penalty(cfg, netD, real, fake.detach(), state.alpha[epoch], holes)
+            gp = gradient_penalty(cfg, netD, real, fake, state.alpha[epoch], holes)
             gp.backward()
             state.optD.step()
-            # generator: fool the updated discriminator, and rebuild the clip from the fixed noise
+            # generator: fool the updated discriminator, and rebuild the clip from the fixed noise.
+            # The discriminator's gradient at the generated signal first, then the generator's graph:
+            # the two graphs are never held at once (a 25 s clip at 16 kHz: gigabytes each).
             state.optG.zero_grad(set_to_none=True)
             netD.requires_grad_(False)
-            (-netD(fake, holes).mean()).backward()
+            fake.requires_grad_(True)
+            toward_real, = torch.autograd.grad(-netD(fake, holes).mean(), fake)
             netD.requires_grad_(True)
+            netG(noise + prev, prev).backward(toward_real)
             rec = netG(state.rec_noise + prev_rec, prev_rec)
             rec_loss = reconstruction_loss(cfg, real, rec, valid)
             rec_loss.backward()
@@ -297,6 +303,20 @@ class Trainer:
         (folder / CHECKPOINT).unlink(missing_ok=True)
         self.report.log(f"scale {k + 1} done in {format_duration(state.seconds)}: " +
                         ", ".join(f"{name} {value:.4f}" for name, value in info.losses.items()))
+
+
+@contextmanager
+def unchanged_statistics(net: torch.nn.Module) -> Iterator[None]:
+    """Run ``net`` in training mode without moving its BatchNorm running statistics: a forward
+    pass only to see its output, which the update step repeats with a graph (the statistics then
+    move once per pass, as if the output had been kept)."""
+    buffers = [b for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d) for b in m.buffers()]
+    saved = [b.clone() for b in buffers]
+    try:
+        yield
+    finally:
+        for b, v in zip(buffers, saved):
+            b.copy_(v)
 
 
 def format_duration(seconds: float) -> str:
