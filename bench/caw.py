@@ -60,15 +60,23 @@ def music(seconds: float, sr: int) -> np.ndarray:
 
 
 class Slice:
-    """Stops training after ``epochs`` epochs (as a stop request would) and keeps nothing else."""
+    """Stops training after ``epochs`` epochs (as a stop request would); notes the wall-clock and
+    CPU time at the start of every epoch (training asks ``should_stop`` there)."""
 
     def __init__(self, epochs: int) -> None:
-        self.epochs, self.checks = epochs, 0
+        self.epochs = epochs
+        self.marks: list[tuple[float, float]] = []
 
     @property
     def should_stop(self) -> bool:
-        self.checks += 1
-        return self.checks > self.epochs
+        self.marks.append((time.perf_counter(), time.process_time()))
+        return len(self.marks) > self.epochs
+
+    def per_epoch(self) -> tuple[float, float]:
+        """Mean wall and CPU seconds per epoch, leaving out the first epoch (warm-up)."""
+        (w0, c0), (w1, c1) = self.marks[1], self.marks[-1]
+        n = len(self.marks) - 2
+        return (w1 - w0) / n, (c1 - c0) / n
 
     def progress(self, fraction: float, text: str = "") -> None:
         pass
@@ -101,9 +109,9 @@ def measure_scale(model_dir: Path, k: int, epochs: int, device: str) -> dict:
         noise.append(torch.randn(1, 1, scales[j].length + 2 * config.pad) * scales[j].noise_amp)
     save_tensors(model_dir / NOISE_FILE, {"noise": noise})
     write_manifest(model_dir, config, int(manifest["fs"]), float(manifest["norm_factor"]), scales)
-    trainer = Trainer(model_dir, device, Slice(epochs))
-    times: list[float] = []  # the stop's checkpoint is where the slice's training time is read
-    trainer._save_checkpoint = lambda scale, state: times.append(state.seconds)  # type: ignore[method-assign]
+    clock = Slice(epochs)
+    trainer = Trainer(model_dir, device, clock)
+    trainer._save_checkpoint = lambda scale, state: None  # type: ignore[method-assign]  # nothing to keep
     for j in range(k):
         g = Generator.for_scale(config, j)
         g.load_state_dict(torch.load(model_dir / f"generator{j}.pt", weights_only=True))
@@ -111,8 +119,9 @@ def measure_scale(model_dir: Path, k: int, epochs: int, device: str) -> dict:
     trainer.rec_noise = noise
     began = time.perf_counter()
     trainer.train_scale(k)
+    wall, cpu = clock.per_epoch()
     return {"fs": scales[k].fs, "samples": scales[k].length, "channels": scales[k].channels,
-            "epochs": epochs, "seconds_per_epoch": times[0] / epochs if times else None,
+            "epochs": epochs, "seconds_per_epoch": wall, "cpu_seconds_per_epoch": cpu,
             "wall_s": time.perf_counter() - began, "peak_rss_gb": peak_gb()}
 
 
@@ -132,10 +141,10 @@ def measure_generation(model_dir: Path, seconds: float, device: str) -> dict:
     write_manifest(model_dir, config, int(manifest["fs"]), float(manifest["norm_factor"]), scales)
     model = load_model(model_dir, device)
     model.frozen(device)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     out = gen.variation(model, device, seconds, gen.generator_for(0))
-    return {"seconds": seconds, "wall_s": time.perf_counter() - began, "samples": len(out), "scales": len(scales),
-            "peak_rss_gb": peak_gb()}
+    return {"seconds": seconds, "wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu,
+            "samples": len(out), "scales": len(scales), "peak_rss_gb": peak_gb()}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -163,7 +172,7 @@ def run_child(what: str, args: argparse.Namespace, preset_name: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scales", type=int, nargs="*", help="paper-preset scales to measure (default: all 16)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per measured slice (the first is not counted)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per measured slice (the first is not counted; >= 2)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--preset", default="paper", help=argparse.SUPPRESS)
@@ -177,38 +186,36 @@ def main() -> None:
     quick = {fs: run_child(str(fs), args, "quick") for fs in quick_fs}
     generation = run_child("generate", args, "paper")
 
-    def per_epoch(rows: dict, fs_list: list[int]) -> float:
-        """Sum over the scales; a scale not measured is scaled from the nearest measured one by
-        samples x channels^2 (the convolutions' work)."""
-        total = 0.0
-        for fs in fs_list:
-            if fs in rows:
-                total += rows[fs]["seconds_per_epoch"]
-                continue
-            near = min(rows, key=lambda m: abs(m - fs))
-            total += rows[near]["seconds_per_epoch"] * fs / near
-        return total
+    def per_epoch(rows: dict, fs_list: list[int], key: str) -> float:
+        """Sum over the scales; a scale not measured is scaled from the nearest measured one by its
+        rate (the work per epoch is proportional to the samples, and to the coarser scales drawn)."""
+        return sum(rows[fs][key] if fs in rows else rows[min(rows, key=lambda m: abs(m - fs))][key] * fs /
+                   min(rows, key=lambda m: abs(m - fs)) for fs in fs_list)
 
-    paper_epoch = per_epoch(measured, paper_fs)
-    quick_epoch = per_epoch(quick, quick_fs)
+    paper = {key: per_epoch(measured, paper_fs, key) for key in ("seconds_per_epoch", "cpu_seconds_per_epoch")}
+    quick_epoch = {key: per_epoch(quick, quick_fs, key) for key in ("seconds_per_epoch", "cpu_seconds_per_epoch")}
     top = measured.get(16000)
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
-                    "torch": torch.__version__, "device": args.device,
-                    "load_average_at_end": os.getloadavg()},
-        "paper": {"scales": measured, "epoch_all_scales_s": paper_epoch, "total_h": paper_epoch * 2000 / 3600},
-        "quick": {"scales": quick, "epoch_all_scales_s": quick_epoch, "total_min": quick_epoch * 300 / 60},
+                    "torch": torch.__version__, "device": args.device, "load_average_at_end": os.getloadavg()},
+        "paper": {"scales": measured, "epoch_all_scales_s": paper, "total_h_wall": paper["seconds_per_epoch"] * 2000 / 3600,
+                  "total_h_cpu": paper["cpu_seconds_per_epoch"] * 2000 / 3600},
+        "quick": {"scales": quick, "epoch_all_scales_s": quick_epoch,
+                  "total_min_wall": quick_epoch["seconds_per_epoch"] * 300 / 60},
         "generate_30s": generation, "original": ORIGINAL, "goals": GOALS,
     }
     print(json.dumps(result, indent=1))
-    ratio_16k = top["seconds_per_epoch"] / np.mean(ORIGINAL["epoch_16k_s"]) if top else float("nan")
-    worst = max(row["seconds_per_epoch"] / (ORIGINAL["epoch_16k_s"][0] * fs / 16000) for fs, row in measured.items())
-    print(f"SUMMARY caw: paper preset {paper_epoch:.0f} s/epoch over 16 scales (original ~670 s: "
-          f"x{paper_epoch / ORIGINAL['epoch_all_scales_s']:.2f}; 16 kHz scale {top['seconds_per_epoch'] if top else 0:.0f} s, "
-          f"x{ratio_16k:.2f}; worst scale vs the original's time scaled by rate x{worst:.2f}), "
-          f"{paper_epoch * 2000 / 3600:.0f} h for 2000 epochs on {args.threads} CPU threads (report: ~10 h per file on "
-          f"Colab GPUs); quick preset {quick_epoch * 300 / 60:.0f} min; peak {top['peak_rss_gb'] if top else 0:.1f} GB at "
-          f"16 kHz (original 9.5, goal 4); 30 s generation {generation['wall_s']:.1f} s (original 27, goal 10)")
+    wall, cpu = paper["seconds_per_epoch"], paper["cpu_seconds_per_epoch"]
+    top_wall, top_cpu = (top["seconds_per_epoch"], top["cpu_seconds_per_epoch"]) if top else (float("nan"),) * 2
+    original_16k = float(np.mean(ORIGINAL["epoch_16k_s"]))
+    print(f"SUMMARY caw: paper preset (25 s, 16 scales) {wall:.0f} s/epoch wall, {cpu:.0f} s CPU on {args.threads} "
+          f"thread(s) (original ~670 s on 2 cores: x{wall / 670:.2f} wall, x{cpu / 670:.2f} CPU); 16 kHz scale "
+          f"{top_wall:.0f} s wall / {top_cpu:.0f} s CPU (original 157-182 s: x{top_wall / original_16k:.2f} / "
+          f"x{top_cpu / original_16k:.2f}, goal x0.5), peak {top['peak_rss_gb'] if top else float('nan'):.1f} GB "
+          f"(original 9.5, goal 4); 2000 epochs = {wall * 2000 / 3600:.0f} h wall here (report: ~10 h per file on "
+          f"Colab GPUs); quick preset {quick_epoch['seconds_per_epoch'] * 300 / 60:.0f} min; 30 s generation "
+          f"{generation['wall_s']:.1f} s wall / {generation['cpu_s']:.1f} s CPU (original 27, goal 10); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from workers.caw import generate as gen
 from workers.caw.config import CAWConfig
 from workers.caw.data import prepare
 from workers.caw.folder import load_model, load_tensors
-from workers.caw.model import Discriminator, Generator
+from workers.caw.model import DilatedConv, Discriminator, Generator
 from workers.caw.original import map_key
 from workers.caw.train import train
 
@@ -73,6 +73,19 @@ def test_a_hole_hides_itself_from_the_discriminator() -> None:
     d.train()
     torch.testing.assert_close(d(x2, holes=[(100, 119)]), clean)  # scores never see the hole
     assert clean.shape[-1] < 200 - sum(d.shrink)
+
+
+@pytest.mark.parametrize("padding", [0, 4])
+def test_the_fast_convolution_has_the_librarys_gradients_to_second_order(padding: int) -> None:
+    torch.manual_seed(0)
+    x, w, b = (torch.randn(*shape, dtype=torch.double, requires_grad=True) for shape in ((2, 3, 40), (4, 3, 3), (4,)))
+    conv = lambda x, w, b: DilatedConv.apply(x, w, b, 4, padding)  # noqa: E731
+    assert torch.autograd.gradcheck(conv, (x, w, b)) and torch.autograd.gradgradcheck(conv, (x, w, b))
+    grad = torch.randn_like(conv(x, w, b))
+    ours = torch.autograd.grad(conv(x, w, b), (x, w, b), grad)
+    theirs = torch.autograd.grad(torch.nn.functional.conv1d(x, w, b, dilation=4, padding=padding), (x, w, b), grad)
+    for a, c in zip(ours, theirs):
+        torch.testing.assert_close(a, c)
 
 
 @pytest.fixture(scope="module")
