@@ -7,7 +7,7 @@ random generators (the weights do not change the work), the scale's networks tra
 ``--epochs`` epochs with the real training loop (drawing the coarser scales anew every epoch,
 WGAN-GP, spectrogram loss, Adam), and the time per epoch is the mean without the first epoch.
 The paper preset's total is extrapolated from these slices (2000 epochs per scale), the quick
-preset's likewise from its own sizes (8 kHz, 10 s, 16/32 channels, 300 epochs).
+preset's likewise from its own sizes (8 kHz, 8 s, 16/32 channels, 200 epochs).
 
 Compared with the original code's numbers measured on 2 CPU cores (the issue): 25 s input, about
 670 s per epoch summed over 16 scales, 157-182 s at the 16 kHz scale, 9.5 GB peak; 30 s
@@ -151,7 +151,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory() as tmp:
-        sr, seconds = (16000, 25.0) if args.preset == "paper" else (8000, 10.0)
+        sr, seconds = (16000, 25.0) if args.preset == "paper" else (8000, 8.0)
         model_dir = lay_out(Path(tmp), args.preset, sr, seconds)
         if args.child == "generate":
             print(json.dumps(measure_generation(model_dir, 30.0, args.device)))
@@ -201,7 +201,7 @@ def main() -> None:
         "paper": {"scales": measured, "epoch_all_scales_s": paper, "total_h_wall": paper["seconds_per_epoch"] * 2000 / 3600,
                   "total_h_cpu": paper["cpu_seconds_per_epoch"] * 2000 / 3600},
         "quick": {"scales": quick, "epoch_all_scales_s": quick_epoch,
-                  "total_min_wall": quick_epoch["seconds_per_epoch"] * 300 / 60},
+                  "total_min_wall": quick_epoch["seconds_per_epoch"] * 200 / 60},
         "generate_30s": generation, "original": ORIGINAL, "goals": GOALS,
     }
     print(json.dumps(result, indent=1))
@@ -213,7 +213,7 @@ def main() -> None:
           f"{top_wall:.0f} s wall / {top_cpu:.0f} s CPU (original 157-182 s: x{top_wall / original_16k:.2f} / "
           f"x{top_cpu / original_16k:.2f}, goal x0.5), peak {top['peak_rss_gb'] if top else float('nan'):.1f} GB "
           f"(original 9.5, goal 4); 2000 epochs = {wall * 2000 / 3600:.0f} h wall here (report: ~10 h per file on "
-          f"Colab GPUs); quick preset {quick_epoch['seconds_per_epoch'] * 300 / 60:.0f} min; 30 s generation "
+          f"Colab GPUs); quick preset {quick_epoch['seconds_per_epoch'] * 200 / 60:.0f} min; 30 s generation "
           f"{generation['wall_s']:.1f} s wall / {generation['cpu_s']:.1f} s CPU (original 27, goal 10); load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 

@@ -358,13 +358,13 @@ def run_job(job: Any) -> None:
 # -- the command line -----------------------------------------------------------------------------
 def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="quick (default) or paper")
-    p.add_argument("--epochs", type=int, help="epochs per scale (quick 300, paper 2000)")
+    p.add_argument("--epochs", type=int, help="epochs per scale (quick 200, paper 2000)")
     p.add_argument("--run_mode", default="normal", choices=RUN_MODES)
     p.add_argument("--inpainting_indices", type=int, nargs="+", default=[],
                    help="holes as start end [start end ...] in samples at the model's rate (inpainting)")
     p.add_argument("--speech", action="store_true", help="speech: L2 reconstruction loss, scales from 500 Hz")
     p.add_argument("--model_sr", type=int, help="the model's rate (quick 8000, paper 16000)")
-    p.add_argument("--seconds", type=float, help="use at most this much of the clip (quick 10, paper 25)")
+    p.add_argument("--seconds", type=float, help="use at most this much of the clip (quick 8, paper 25)")
     p.add_argument("--channels", type=int, help="channels of every scale but the first (quick 32, paper 96)")
     p.add_argument("--layers", type=int, help="layers per network (8)")
     p.add_argument("--seed", type=int, help="random seed (default: a new one, stored with the model)")
