@@ -28,7 +28,8 @@ def plot_losses(path: Path, title: str, losses: dict[str, Sequence[float]]) -> N
     top = MARGIN_T
     _panel(draw, font, top, {k: losses[k] for k in ("d_real", "d_fake", "gp") if k in losses}, log=False)
     _panel(draw, font, top + PANEL_H + GAP, {k: losses[k] for k in ("rec",) if k in losses}, log=True)
-    draw.text((MARGIN_L + (WIDTH - MARGIN_L - MARGIN_R) // 2 - 20, height - 28), "epoch", fill="black", font=font)
+    for panel_top in (top, top + PANEL_H + GAP):
+        draw.text((WIDTH - MARGIN_R + 12, panel_top + PANEL_H + 6), "epoch", fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
