@@ -26,7 +26,7 @@ test-core: pd env-core
 	$(CORE) -m pytest $(PYTEST_FLAGS) tests/unit tests/e2e
 
 test-torch: pd env-core env-torch
-	$(TORCH) -m pytest $(PYTEST_FLAGS) $(wildcard tests/workers/runtime tests/workers/samplernn tests/workers/rave)
+	$(TORCH) -m pytest $(PYTEST_FLAGS) $(wildcard tests/workers/runtime tests/workers/samplernn tests/workers/rave tests/workers/caw)
 
 # One pytest process per model: importing magenta's GANSynth switches TensorFlow to graph mode for the
 # whole process, which ddsp's eager code cannot run in.

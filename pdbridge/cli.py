@@ -1,4 +1,4 @@
-"""The ``pdbridge`` command: serve, open, worker, jobs, models, autostart, doctor, demo, ganspace."""
+"""The ``pdbridge`` command: serve, open, worker, jobs, train, models, autostart, doctor, demo, ganspace."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 from pathlib import Path
@@ -154,6 +155,22 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """``pdbridge train <model> ...``: the model's own trainer (``workers.<model>.train``) in its
+    environment; it makes a job, so ``pdbridge jobs`` lists, stops and resumes it."""
+    if not args.train_args or args.train_args[0].startswith("-"):
+        print("usage: pdbridge train MODEL ARGS... (e.g. pdbridge train caw clip.wav my_model --preset quick); "
+              "pdbridge train MODEL --help lists a model's options", file=sys.stderr)
+        return 2
+    model, rest = args.train_args[0], args.train_args[1:]
+    if not (PROJECT_ROOT / "workers" / model / "train.py").exists():
+        print(f"pdbridge: {model} cannot be trained from the command line (no workers/{model}/train.py)",
+              file=sys.stderr)
+        return 2
+    # the trainer runs from the checkout: it resolves relative paths from the caller's folder
+    return run_in_model_env(model, f"workers.{model}.train", rest, PDBRIDGE_CWD=os.getcwd())
+
+
 def cmd_ganspace(args: argparse.Namespace) -> int:
     """GANSpaceSynth's PCA lives with the GANSynth worker, in the TensorFlow environment."""
     rest = [str(Path(a).resolve()) if Path(a).exists() else a for a in args.ganspace_args]
@@ -220,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", nargs="?", help="a job id (or its folder, or the folder it writes)")
     p.set_defaults(func=cmd_jobs)
 
+    p = sub.add_parser("train", help="train a model from a shell (e.g. on a GPU server); a job pdbridge jobs shows",
+                       add_help=False, usage="pdbridge train MODEL ARGS... (pdbridge train MODEL --help)")
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("ganspace", help="GANSpaceSynth PCA for a GANSynth checkpoint (compute | convert | info)",
                        add_help=False)
     p.add_argument("ganspace_args", nargs=argparse.REMAINDER, help="see `pdbridge ganspace --help`")
@@ -250,6 +272,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ganspace"]:  # everything after it, --help included, belongs to the ganspace tool
         return cmd_ganspace(argparse.Namespace(ganspace_args=argv[1:]))
+    if argv[:1] == ["train"]:  # likewise the model's trainer
+        return cmd_train(argparse.Namespace(train_args=argv[1:]))
     pd_args: list[str] = []
     if argv[:1] == ["open"] and "--" in argv:  # Pd's own flags come after --
         cut = argv.index("--")

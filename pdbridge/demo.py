@@ -48,6 +48,8 @@ DEMOS = [
          prepare="workers.ddsp.demo_model"),
     Demo("melody_rnn", "MelodyRNN: a phrase and the duet's answer from a small model trained here, through "
          "examples/ai_duet.pd's synth", prepare="workers.melody_rnn.demo_model"),
+    Demo("caw", "CAW: a 3 s variation from a small model trained here on a two-note clip",
+         prepare="workers.caw.demo_model"),
 ]
 
 

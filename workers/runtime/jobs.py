@@ -4,15 +4,18 @@ A handler that starts long work (training) calls :func:`start_job` and answers a
 runs in a process of its own (:mod:`.jobrun`), and the object that started it hears its progress
 as ``job <id> <state> <fraction> <text...>`` lines on its right outlet (the hub watches the job's
 folder). A worker that has jobs registers the control messages with :func:`register_job_messages`.
+The same job can be run from a shell (``pdbridge train <model> ...``) with :func:`run_in_foreground`.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from pdwire.jobs import JobError, JobFolder, jobs_root, list_jobs
+from pdwire.jobs import ENDED, JobError, JobFolder, jobs_root, list_jobs
 
 from .args import symbol
 from .errors import PdError
@@ -83,3 +86,61 @@ def register_job_messages(worker: "Worker") -> None:
             raise PdError(str(exc)) from exc
         req.follow(job)
         req.reply("resumed", job.id)
+
+
+FOLLOW_INTERVAL_S = 0.5
+
+
+def run_in_foreground(job: JobFolder, python: str, env: Mapping[str, str], cwd: Path, resume: bool = False) -> int:
+    """Run ``job`` from a shell and follow it there: its log lines, and a progress bar.
+
+    The job runs as its own process exactly as one started from Pd (so ``pdbridge jobs`` lists it
+    and ``pdbridge jobs resume`` continues it); Ctrl-C asks it to save a checkpoint and stop.
+    Returns 0 when the job is done, 1 otherwise.
+    """
+    job.launch(python, env, cwd, resume=resume)
+    print(f"job {job.id} (Ctrl-C saves and stops; pdbridge jobs resume {job.id} goes on)", flush=True)
+    tty = sys.stdout.isatty()
+    offset = job.log_path.stat().st_size if job.log_path.exists() else 0
+    shown = ""
+    while True:
+        try:
+            status = job.status()
+            offset = _print_new_log(job, offset, tty)
+            if status.get("state") in ENDED:
+                break
+            line = _bar(status) if tty else f"{100 * float(status.get('fraction', 0)):5.1f}% {status.get('text', '')}"
+            if tty:
+                print("\r\033[K" + line[:shutil.get_terminal_size().columns - 1], end="", flush=True)
+            elif line != shown:
+                print(line, flush=True)
+            shown = line
+            time.sleep(FOLLOW_INTERVAL_S)
+        except KeyboardInterrupt:
+            print("\nstopping: the job saves a checkpoint first ...", flush=True)
+            job.stop()
+    status = job.status()
+    print(("\n" if tty else "") + f"job {job.id}: {status.get('state')} - "
+          f"{status.get('error') or status.get('text', '')}\nlog: {job.log_path}", flush=True)
+    return 0 if status.get("state") == "done" else 1
+
+
+def _bar(status: Mapping[str, Any], width: int = 30) -> str:
+    fraction = min(max(float(status.get("fraction", 0.0)), 0.0), 1.0)
+    filled = int(round(fraction * width))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {100 * fraction:5.1f}% {status.get('text', '')}"
+
+
+def _print_new_log(job: JobFolder, offset: int, tty: bool) -> int:
+    """Print what the job logged since ``offset`` (above the progress bar); return the new offset."""
+    try:
+        with open(job.log_path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return offset
+    end = data.rfind(b"\n") + 1  # whole lines only
+    if end:
+        text = data[:end].decode("utf-8", errors="replace")
+        print(("\r\033[K" if tty else "") + text, end="", flush=True)
+    return offset + end
